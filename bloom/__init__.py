@@ -1,0 +1,1 @@
+"""The device-authentication Bloom filter, one bit layout on every interpreter."""

@@ -1,0 +1,147 @@
+"""Every fact of the lightnode wire format, in one place.
+
+Device code (``ln.cbor``, ``ln.cose``, ``ln.txn``) and the desktop SDK
+(``lightnode.wire``) both import these names; nothing else may spell a
+label, a limit or a reason out again. docs/wire-format.md explains them.
+
+    from ln import wire
+    wire.MAX_TX_BYTES
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+FORMAT_VERSION = const(1)
+
+# COSE (RFC 9052, RFC 9053, RFC 9864, RFC 9995 hash envelope).
+COSE_SIGN1_TAG = const(18)
+H_ALG = const(1)
+H_CTY = const(3)
+H_KID = const(4)
+H_PAYLOAD_HASH_ALG = const(258)
+H_PREIMAGE_CTY = const(259)
+H_PAYLOAD_LOCATION = const(260)
+ALG_EDDSA = const(-8)  # what devices emit: what pycose and most verifiers take
+ALG_ED25519 = const(-19)  # RFC 9864 fully specified; accepted as the same algorithm
+ALG_ED448 = const(-53)  # RFC 9864; refused as unsupported
+ALG_SHA256 = const(-16)
+CTY_CBOR = const(60)  # CoAP content format of application/cbor
+
+# Transaction payload map keys.
+P_VERSION = const(0)
+P_DEVICE = const(1)
+P_SEGMENT = const(2)
+P_SEQ = const(3)
+P_PREV = const(4)
+P_TIME = const(5)
+P_KIND = const(6)
+P_BODY = const(7)
+PAYLOAD_KEYS = (0, 1, 2, 3, 4, 5, 6, 7)
+
+# Kinds.
+KIND_READINGS = const(1)
+KIND_EVENT = const(2)
+KIND_OPERATOR = const(3)
+KIND_HEARTBEAT = const(4)
+KIND_REGISTRATION = const(5)
+KIND_SUMMARY = const(6)
+KIND_NAMES = {
+    1: "readings",
+    2: "event",
+    3: "operator",
+    4: "heartbeat",
+    5: "registration",
+    6: "summary",
+}
+
+# Time quality of the device clock.
+TQ_UNSYNCED = const(0)
+TQ_NTP = const(1)
+TQ_GPS = const(2)
+TQ_SOURCE = const(3)
+TQ_NAMES = {0: "unsynced", 1: "ntp", 2: "gps", 3: "source"}
+
+# Readings body: a list of series; a series map has these keys.
+S_T0 = const(0)  # source time of the first sample, us since 1970
+S_PERIOD = const(1)  # nominal sample period, us
+S_DT = const(2)  # per later sample: (t[i] - t[i-1]) - period, us
+S_POINTS = const(3)  # [[point id, delta order, [encoded values]], ...]
+S_QUALITY = const(4)  # run-length quality: [[count, quality], ...]
+S_GAPS = const(5)  # optional: [[sample index, samples missing before it], ...]
+S_AGG = const(6)  # optional: samples per aggregate when decimated
+MAX_DELTA_ORDER = const(2)
+
+# Per-sample quality bits (0 = good).
+Q_GOOD = const(0)
+Q_INVALID = const(1)
+Q_QUESTIONABLE = const(2)
+Q_SUBSTITUTED = const(4)
+Q_TEST = const(8)
+Q_TIME_UNLOCKED = const(16)
+Q_OVERFLOW = const(32)
+Q_ALL = const(63)
+
+# Event body keys.
+E_TYPE = const(0)
+E_SEVERITY = const(1)
+E_POINT = const(2)
+E_VALUE = const(3)
+E_LIMIT = const(4)
+E_TIME = const(5)
+
+# Heartbeat body keys.
+HB_FIRMWARE = const(0)
+HB_FREE_HEAP = const(1)
+HB_JOURNAL = const(2)
+HB_LINK = const(3)
+HB_TIME_QUALITY = const(4)
+HB_RESET_CAUSE = const(5)
+
+# Hard limits, enforced by encoders and decoders on both sides.
+MAX_TX_BYTES = const(16384)  # a whole wire transaction
+MAX_DEPTH = const(8)  # nesting of arrays, maps and tags
+MAX_ITEMS = const(2048)  # entries in one array or map
+MAX_TOTAL_ITEMS = const(16384)  # data items in one decoded document
+MAX_DEVICE_ID = const(32)  # bytes
+MAX_SEGMENT = const(32)  # characters, [a-z0-9-]
+ED25519_SIG_BYTES = const(64)
+ED25519_KEY_BYTES = const(32)
+HASH_BYTES = const(32)
+
+# Why a transaction or COSE object was refused. Device and SDK raise
+# their own error types but carry one of these reasons.
+R_MALFORMED = "malformed"  # not well-formed CBOR, truncated, trailing bytes
+R_NON_CANONICAL = "non-canonical"  # well-formed but not deterministic encoding
+R_OVERSIZED = "oversized"  # over a hard limit above
+R_UNSUPPORTED = "unsupported"  # a CBOR feature outside our subset (floats, ...)
+R_STRUCTURE = "structure"  # wrong shape or type
+R_TAG = "bad-tag"  # not COSE_Sign1's tag 18
+R_ALG = "unsupported-alg"  # algorithm other than Ed25519
+R_PROTECTED = "protected-header"  # protected header missing, extra or wrong
+R_UNPROTECTED = "unprotected-header"  # a transaction's unprotected header not empty
+R_SIGNATURE = "bad-signature"
+R_PAYLOAD_HASH = "payload-hash"  # SHA-256 of the payload differs from the envelope
+R_KID = "kid-mismatch"  # kid and payload device id differ
+R_PAYLOAD = "bad-payload"  # payload fields missing, extra, out of range
+R_VERSION = "unsupported-version"
+REASONS = (
+    R_MALFORMED,
+    R_NON_CANONICAL,
+    R_OVERSIZED,
+    R_UNSUPPORTED,
+    R_STRUCTURE,
+    R_TAG,
+    R_ALG,
+    R_PROTECTED,
+    R_UNPROTECTED,
+    R_SIGNATURE,
+    R_PAYLOAD_HASH,
+    R_KID,
+    R_PAYLOAD,
+    R_VERSION,
+)

@@ -1,0 +1,11 @@
+"""lightnode: the desktop SDK of the lightnode light nodes.
+
+Decode and verify what light nodes sign, sign like one (for simulated
+fleets), and drive the device code inside MicroPython.
+
+    >>> from lightnode import wire
+    >>> tx = wire.decode(data)            # raises lightnode.errors.WireError
+    >>> tx.verify(public_key)
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""The ``lightnode`` command."""
+
+import click
+
+from lightnode import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lightnode")
+def main() -> None:
+    """lightnode: signed, journaled readings from grid devices, and the tools to check them.
+
+    Light nodes read PMUs, relays and meters, sign what they read as compact
+    COSE transactions and upload them over MQTT. These commands run a
+    simulated light node and inspect or verify what light nodes signed.
+    """
+
+
+@main.command()
+@click.option("--windows", default=6, show_default=True, help="Readings windows to sign.")
+@click.option("--board", default="unix", show_default=True, help="Board whose heap budget and window the device runs at.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write each transaction (.cose, .cbor) and device.pub here.")
+@click.option("--seed", help="Device key seed, 64 hex digits (default: a new random key).")
+def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
+    """Sign PMU readings inside MicroPython with the firmware's own code, verify them with the SDK."""
+    from lightnode.demo import run
+
+    run(windows=windows, board=board, out=out, seed=seed)
+
+
+def _register_tx() -> None:
+    from lightnode.txcli import tx
+
+    main.add_command(tx)
+
+
+try:
+    _register_tx()
+except ImportError:  # pragma: no cover - only while the module is being written
+    pass
