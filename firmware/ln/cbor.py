@@ -255,7 +255,9 @@ class _Scan:
             return -1 - arg
         if mt <= 3:
             if arg > n - i:
-                raise CBORError(wire.R_MALFORMED, "string of %d bytes at byte %d runs past the end" % (arg, at))
+                raise CBORError(
+                    wire.R_MALFORMED, "string of %d bytes at byte %d runs past the end" % (arg, at)
+                )
             self.i = i + arg
             b = d[i : i + arg]
             if mt == 2:
@@ -265,9 +267,11 @@ class _Scan:
             try:
                 return str(b, "utf-8")
             except Exception:  # _utf8_ok let through what the port refuses
-                raise CBORError(wire.R_MALFORMED, "invalid UTF-8 at byte %d" % at)
+                raise CBORError(wire.R_MALFORMED, "invalid UTF-8 at byte %d" % at) from None
         if depth >= wire.MAX_DEPTH:
-            raise CBORError(wire.R_OVERSIZED, "nested deeper than %d at byte %d" % (wire.MAX_DEPTH, at))
+            raise CBORError(
+                wire.R_OVERSIZED, "nested deeper than %d at byte %d" % (wire.MAX_DEPTH, at)
+            )
         self.i = i
         if mt == 6:
             return Tag(arg, self.item(depth + 1))
@@ -288,7 +292,9 @@ class _Scan:
             s = self.i
             k = self.item(depth + 1)
             if type(k) is not int and type(k) is not str:
-                raise CBORError(wire.R_UNSUPPORTED, "map key of type %s at byte %d" % (type(k).__name__, s))
+                raise CBORError(
+                    wire.R_UNSUPPORTED, "map key of type %s at byte %d" % (type(k).__name__, s)
+                )
             kb = d[s : self.i]
             if prev is not None and not prev < kb:
                 raise CBORError(
@@ -302,7 +308,9 @@ class _Scan:
     def _count(self, at):
         self.items += 1
         if self.items > wire.MAX_TOTAL_ITEMS:
-            raise CBORError(wire.R_OVERSIZED, "more than %d data items at byte %d" % (wire.MAX_TOTAL_ITEMS, at))
+            raise CBORError(
+                wire.R_OVERSIZED, "more than %d data items at byte %d" % (wire.MAX_TOTAL_ITEMS, at)
+            )
 
 
 def loads(data, tag_depth=-1, spans=False, max_bytes=wire.MAX_TX_BYTES):
