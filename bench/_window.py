@@ -1,8 +1,9 @@
 """One PMU readings transaction, built to docs/wire-format.md, for the benchmarks.
 
 A Pico W's default window (5 s) of the simulated 50 frames/s PMU, batched
-into one readings body, wrapped in the deterministic payload map, and the
-COSE Sig_structure that Ed25519 signs over it. Everything is fixed (seed,
+into one readings body (``lightnode.readings``), wrapped in the deterministic
+payload map, and the COSE Sig_structure that Ed25519 signs over it, all
+encoded by ``lightnode.wire``. Everything is fixed (seed,
 device, segment, sequence, clock), so the bytes are the same on every run.
 
     import _window                      # from a script in bench/
@@ -16,8 +17,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import cbor2
 from lightnode import boards, readings
+from lightnode import wire as codec
 from lightnode.firmware.ln import wire
 from lightnode.simulator import signals
 
@@ -34,24 +35,6 @@ TEST_SIGNING_SEED = bytes.fromhex(
 CLOCK_UNCERTAINTY_US = 1500  # NTP over Wi-Fi
 
 
-def _cbor(obj: Any) -> bytes:
-    # Every map here has small unsigned integer keys, for which cbor2's
-    # canonical order (shorter first, then bytewise) is RFC 8949's bytewise order.
-    return cbor2.dumps(obj, canonical=True)
-
-
-def protected_header(kid: bytes = DEVICE_ID) -> bytes:
-    """The envelope's protected header, as the bytes of its bstr."""
-    return _cbor(
-        {
-            wire.H_ALG: wire.ALG_EDDSA,
-            wire.H_KID: kid,
-            wire.H_PAYLOAD_HASH_ALG: wire.ALG_SHA256,
-            wire.H_PREIMAGE_CTY: wire.CTY_CBOR,
-        }
-    )
-
-
 def window_transaction(seconds: float = WINDOW_S) -> dict[str, Any]:
     """The payload of one readings transaction and the Sig_structure Ed25519 signs.
 
@@ -61,21 +44,18 @@ def window_transaction(seconds: float = WINDOW_S) -> dict[str, Any]:
     window = signals.pmu_window(seconds=seconds, rate=50, seed=SEED)
     body = readings.encode_body([window.series()])
     closed_at = window.times[-1] + window.period  # the window closes after its last frame
-    payload = _cbor(
-        {
-            wire.P_VERSION: wire.FORMAT_VERSION,
-            wire.P_DEVICE: DEVICE_ID,
-            wire.P_SEGMENT: SEGMENT,
-            wire.P_SEQ: SEQ,
-            wire.P_PREV: PREV,
-            wire.P_TIME: [closed_at, wire.TQ_NTP, CLOCK_UNCERTAINTY_US],
-            wire.P_KIND: wire.KIND_READINGS,
-            wire.P_BODY: body,
-        }
+    payload = codec.encode_payload(
+        DEVICE_ID,
+        SEGMENT,
+        SEQ,
+        PREV,
+        [closed_at, wire.TQ_NTP, CLOCK_UNCERTAINTY_US],
+        wire.KIND_READINGS,
+        body,
     )
-    protected = protected_header(DEVICE_ID)
+    protected = codec.protected_header(DEVICE_ID)
     payload_hash = hashlib.sha256(payload).digest()
-    to_be_signed = _cbor(["Signature1", protected, b"", payload_hash])
+    to_be_signed = codec.sig_structure(protected, payload_hash)
     return {
         "payload": payload,
         "to_be_signed": to_be_signed,
@@ -102,11 +82,8 @@ def signed_transaction(
     w = window_transaction(seconds)
     key = SigningKey(seed)
     signature = key.sign(w["to_be_signed"]).signature
-    sign1 = cbor2.CBORTag(wire.COSE_SIGN1_TAG, [w["protected"], {}, w["payload_hash"], signature])
-    envelope = _cbor(sign1)
-    # The transaction array holds the envelope's own bytes, then the payload bstr.
-    wire_bytes = _cbor([sign1, w["payload"]])
-    assert wire_bytes[1 : 1 + len(envelope)] == envelope  # our own construction, not remote data
+    envelope = codec.envelope(w["protected"], w["payload_hash"], signature)
+    wire_bytes = codec.join(envelope, w["payload"])
     if len(wire_bytes) > wire.MAX_TX_BYTES:
         raise ValueError(f"transaction of {len(wire_bytes)} bytes is over the hard limit")
     w.update(

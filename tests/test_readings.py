@@ -381,6 +381,16 @@ def test_window_transaction_is_the_specs_bytes():
     assert payload[wire.P_KIND] == wire.KIND_READINGS
     assert readings.decode_body(payload[wire.P_BODY]) == [a["window"].series()]
     assert len(a["wire"]) <= wire.MAX_TX_BYTES
+    # built again with cbor2 alone: the same bytes (all map keys here are small uints,
+    # for which cbor2's canonical order is RFC 8949's bytewise order)
+    sign1 = cbor2.CBORTag(18, [a["protected"], {}, a["payload_hash"], a["signature"]])
+    assert cbor2.dumps([sign1, a["payload"]], canonical=True) == a["wire"]
+    # and the SDK's decoder takes it, signature, readings and all
+    from lightnode import wire as codec
+
+    tx = codec.decode(a["wire"])
+    tx.verify(a["public_key"])
+    assert tx.readings() == [a["window"].series()]
 
 
 def test_crc_ccitt_check_value():
