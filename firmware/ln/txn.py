@@ -5,7 +5,8 @@ envelope and returns the wire bytes ``[envelope, payload]`` with the
 transaction id (SHA-256 of the envelope bytes). ``check`` takes wire
 bytes and the device's public key and returns a ``Transaction``, or
 raises a ``WireError`` (``CBORError``/``CoseError``/``TxError``) with the
-spec's first reason. ``ln.readings`` encodes a readings body.
+spec's first reason. ``ln.readings`` encodes a readings body (``series``
+and ``decimate`` here lead there).
 
     from ln import ed25519, readings, txn
     key = ed25519.SigningKey(seed)
@@ -296,3 +297,17 @@ def check(data, public_key):
     tx = decode(data)
     verify(tx, public_key)
     return tx
+
+
+def series(times, period, points, quality=None, gaps=None):
+    """``readings.series``: one readings series map (imported only when used)."""
+    from . import readings
+
+    return readings.series(times, period, points, quality, gaps)
+
+
+def decimate(times, period, points, agg, quality=None, gaps=None):
+    """``readings.decimate``: one decimated readings series map (imported only when used)."""
+    from . import readings
+
+    return readings.decimate(times, period, points, agg, quality, gaps)
