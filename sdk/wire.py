@@ -55,11 +55,11 @@ __all__ = [
     "encode_payload",
     "envelope",
     "from_parts",
+    "join",
     "make",
     "protected_header",
     "scan",
     "sig_structure",
-    "split",
     "verify",
 ]
 
@@ -119,9 +119,27 @@ def scan(
     # One frame per open array/map/tag: [entries left, major type, entries done, last key, entry start].
     stack: list[list[Any]] = []
     while True:
-        start = pos
         if stack:
-            stack[-1][4] = start
+            f = stack[-1]
+            if f[1] == 4:
+                # Fast path for the bulk of a readings body: one-byte integers in an array,
+                # which can fault on nothing but the item count. The last entry takes the
+                # general path, which closes the array.
+                top = len(stack) == 1
+                while f[0] > 1 and pos < n:
+                    ib = data[pos]
+                    if ib >= 0x38 or 0x18 <= ib < 0x20:
+                        break
+                    total += 1
+                    if total > spec.MAX_TOTAL_ITEMS:
+                        raise _too_many(pos)
+                    if top:
+                        spans.append((pos, pos + 1))
+                    pos += 1
+                    f[0] -= 1
+                    f[2] += 1
+            f[4] = pos
+        start = pos
         if pos >= n:
             raise _malformed(f"truncated at byte {pos}")
         ib = data[pos]
@@ -629,12 +647,6 @@ def _payload_fault(p: Any) -> str | None:
     if not _is_uint(kind) or kind not in spec.KIND_NAMES:
         return f"kind {kind!r}"
     return _body_fault(kind, p[spec.P_BODY])
-
-
-def split(data: bytes) -> tuple[bytes, bytes]:
-    """A transaction's envelope and payload bytes, checked only as far as ``decode`` checks structure."""
-    tx = decode(data)
-    return tx.envelope, tx.payload
 
 
 def decode(data: bytes) -> Transaction:
