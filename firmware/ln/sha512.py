@@ -1,63 +1,83 @@
 """SHA-512 (FIPS 180-4) for MicroPython, which has only SHA-256 in C.
 
 Ed25519 (ln.ed25519) hashes with it; the envelope keeps what it hashes
-to a few blocks per transaction (docs/wire-format.md).
+to three blocks per transaction (docs/wire-format.md).
 
     from ln.sha512 import sha512, SHA512
     sha512(b"abc")            # 64 bytes
     h = SHA512(); h.update(b"a"); h.update(b"bc"); h.digest()
+
+Two ways to do the same arithmetic, chosen once at import (select() to
+change; both give the same digests): on a port whose small ints hold 62
+bits (64-bit unix) each 64-bit word is kept as two 32-bit halves, which
+stay small ints, about 3x faster than one big int per word. Where small
+ints hold only 30 bits (the 32-bit boards, the wasm port) half the halves
+are heap ints anyway, and one 64-bit int per word measured faster.
 """
 
+import sys
+from binascii import unhexlify
+
 # FIPS 180-4 section 4.2.3: first 64 bits of the fractional parts of the
-# cube roots of the first 80 primes.
-# fmt: off
-_K = (
-    0x428A2F98D728AE22, 0x7137449123EF65CD, 0xB5C0FBCFEC4D3B2F, 0xE9B5DBA58189DBBC,
-    0x3956C25BF348B538, 0x59F111F1B605D019, 0x923F82A4AF194F9B, 0xAB1C5ED5DA6D8118,
-    0xD807AA98A3030242, 0x12835B0145706FBE, 0x243185BE4EE4B28C, 0x550C7DC3D5FFB4E2,
-    0x72BE5D74F27B896F, 0x80DEB1FE3B1696B1, 0x9BDC06A725C71235, 0xC19BF174CF692694,
-    0xE49B69C19EF14AD2, 0xEFBE4786384F25E3, 0x0FC19DC68B8CD5B5, 0x240CA1CC77AC9C65,
-    0x2DE92C6F592B0275, 0x4A7484AA6EA6E483, 0x5CB0A9DCBD41FBD4, 0x76F988DA831153B5,
-    0x983E5152EE66DFAB, 0xA831C66D2DB43210, 0xB00327C898FB213F, 0xBF597FC7BEEF0EE4,
-    0xC6E00BF33DA88FC2, 0xD5A79147930AA725, 0x06CA6351E003826F, 0x142929670A0E6E70,
-    0x27B70A8546D22FFC, 0x2E1B21385C26C926, 0x4D2C6DFC5AC42AED, 0x53380D139D95B3DF,
-    0x650A73548BAF63DE, 0x766A0ABB3C77B2A8, 0x81C2C92E47EDAEE6, 0x92722C851482353B,
-    0xA2BFE8A14CF10364, 0xA81A664BBC423001, 0xC24B8B70D0F89791, 0xC76C51A30654BE30,
-    0xD192E819D6EF5218, 0xD69906245565A910, 0xF40E35855771202A, 0x106AA07032BBD1B8,
-    0x19A4C116B8D2D0C8, 0x1E376C085141AB53, 0x2748774CDF8EEB99, 0x34B0BCB5E19B48A8,
-    0x391C0CB3C5C95A63, 0x4ED8AA4AE3418ACB, 0x5B9CCA4F7763E373, 0x682E6FF3D6B2B8A3,
-    0x748F82EE5DEFB2FC, 0x78A5636F43172F60, 0x84C87814A1F0AB72, 0x8CC702081A6439EC,
-    0x90BEFFFA23631E28, 0xA4506CEBDE82BDE9, 0xBEF9A3F7B2C67915, 0xC67178F2E372532B,
-    0xCA273ECEEA26619C, 0xD186B8C721C0C207, 0xEADA7DD6CDE0EB1E, 0xF57D4F7FEE6ED178,
-    0x06F067AA72176FBA, 0x0A637DC5A2C898A6, 0x113F9804BEF90DAE, 0x1B710B35131C471B,
-    0x28DB77F523047D84, 0x32CAAB7B40C72493, 0x3C9EBE0A15C9BEBC, 0x431D67C49C100D4C,
-    0x4CC5D4BECB3E42B6, 0x597F299CFC657E2A, 0x5FCB6FAB3AD6FAEC, 0x6C44198C4A475817,
+# cube roots of the first 80 primes, big-endian, one after another.
+_K = unhexlify(
+    "428a2f98d728ae227137449123ef65cdb5c0fbcfec4d3b2fe9b5dba58189dbbc"
+    "3956c25bf348b53859f111f1b605d019923f82a4af194f9bab1c5ed5da6d8118"
+    "d807aa98a303024212835b0145706fbe243185be4ee4b28c550c7dc3d5ffb4e2"
+    "72be5d74f27b896f80deb1fe3b1696b19bdc06a725c71235c19bf174cf692694"
+    "e49b69c19ef14ad2efbe4786384f25e30fc19dc68b8cd5b5240ca1cc77ac9c65"
+    "2de92c6f592b02754a7484aa6ea6e4835cb0a9dcbd41fbd476f988da831153b5"
+    "983e5152ee66dfaba831c66d2db43210b00327c898fb213fbf597fc7beef0ee4"
+    "c6e00bf33da88fc2d5a79147930aa72506ca6351e003826f142929670a0e6e70"
+    "27b70a8546d22ffc2e1b21385c26c9264d2c6dfc5ac42aed53380d139d95b3df"
+    "650a73548baf63de766a0abb3c77b2a881c2c92e47edaee692722c851482353b"
+    "a2bfe8a14cf10364a81a664bbc423001c24b8b70d0f89791c76c51a30654be30"
+    "d192e819d6ef5218d69906245565a910f40e35855771202a106aa07032bbd1b8"
+    "19a4c116b8d2d0c81e376c085141ab532748774cdf8eeb9934b0bcb5e19b48a8"
+    "391c0cb3c5c95a634ed8aa4ae3418acb5b9cca4f7763e373682e6ff3d6b2b8a3"
+    "748f82ee5defb2fc78a5636f43172f6084c87814a1f0ab728cc702081a6439ec"
+    "90befffa23631e28a4506cebde82bde9bef9a3f7b2c67915c67178f2e372532b"
+    "ca273eceea26619cd186b8c721c0c207eada7dd6cde0eb1ef57d4f7fee6ed178"
+    "06f067aa72176fba0a637dc5a2c898a6113f9804bef90dae1b710b35131c471b"
+    "28db77f523047d8432caab7b40c724933c9ebe0a15c9bebc431d67c49c100d4c"
+    "4cc5d4becb3e42b6597f299cfc657e2a5fcb6fab3ad6faec6c44198c4a475817"
 )
-# FIPS 180-4 section 5.3.5: initial hash value.
-_H0 = (
-    0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
-    0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
+# FIPS 180-4 section 5.3.5: the initial hash value.
+_H0 = unhexlify(
+    "6a09e667f3bcc908bb67ae8584caa73b3c6ef372fe94f82ba54ff53a5f1d36f1"
+    "510e527fade682d19b05688c2b3e6c1f1f83d9abfb41bd6b5be0cd19137e2179"
 )
-# fmt: on
-_M = 0xFFFFFFFFFFFFFFFF
+_M32 = 0xFFFFFFFF
+_M64 = 0xFFFFFFFFFFFFFFFF
 
 
-def _compress(h, block, off):
-    w = [int.from_bytes(block[off + i : off + i + 8], "big") for i in range(0, 128, 8)]
-    M = _M
+def _words(b, size):
+    return tuple(int.from_bytes(b[i : i + size], "big") for i in range(0, len(b), size))
+
+
+# ---------------------------------------------------------------- one int per word
+def _compress64(h, block, off, K):
+    M = _M64
+    w = [0] * 80
+    for i in range(16):
+        w[i] = int.from_bytes(block[off + 8 * i : off + 8 * i + 8], "big")
     for t in range(16, 80):
         x = w[t - 15]
+        x |= x << 64  # rotations become shifts of the doubled word
         y = w[t - 2]
-        s0 = ((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)
-        s1 = ((y >> 19) | (y << 45)) ^ ((y >> 61) | (y << 3)) ^ (y >> 6)
-        w.append((w[t - 16] + s0 + w[t - 7] + s1) & M)
+        y |= y << 64
+        w[t] = (
+            w[t - 16]
+            + w[t - 7]
+            + (((x >> 1) ^ (x >> 8)) & M ^ ((x & M) >> 7))
+            + (((y >> 19) ^ (y >> 61)) & M ^ ((y & M) >> 6))
+        ) & M
     a, b, c, d, e, f, g, hh = h
-    K = _K
     for t in range(80):
-        s1 = ((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46)) ^ ((e >> 41) | (e << 23))
-        t1 = hh + (s1 & M) + (g ^ (e & (f ^ g))) + K[t] + w[t]
-        s0 = ((a >> 28) | (a << 36)) ^ ((a >> 34) | (a << 30)) ^ ((a >> 39) | (a << 25))
-        t2 = (s0 & M) + ((a & b) | (c & (a | b)))
+        ee = e | (e << 64)
+        t1 = hh + (((ee >> 14) ^ (ee >> 18) ^ (ee >> 41)) & M) + (g ^ (e & (f ^ g))) + K[t] + w[t]
+        aa = a | (a << 64)
+        t2 = (((aa >> 28) ^ (aa >> 34) ^ (aa >> 39)) & M) + ((a & b) | (c & (a | b)))
         hh = g
         g = f
         f = e
@@ -66,42 +86,142 @@ def _compress(h, block, off):
         c = b
         b = a
         a = (t1 + t2) & M
-    h[0] = (h[0] + a) & M
-    h[1] = (h[1] + b) & M
-    h[2] = (h[2] + c) & M
-    h[3] = (h[3] + d) & M
-    h[4] = (h[4] + e) & M
-    h[5] = (h[5] + f) & M
-    h[6] = (h[6] + g) & M
-    h[7] = (h[7] + hh) & M
+    v = (a, b, c, d, e, f, g, hh)
+    for i in range(8):
+        h[i] = (h[i] + v[i]) & M
+
+
+# ---------------------------------------------------------------- two halves per word
+def _compress32(hs, block, off, K):
+    M = _M32
+    KH, KL = K
+    wh = [0] * 80
+    wl = [0] * 80
+    for i in range(16):
+        j = off + 8 * i
+        wh[i] = int.from_bytes(block[j : j + 4], "big")
+        wl[i] = int.from_bytes(block[j + 4 : j + 8], "big")
+    # No left shift here takes a half past 62 bits, so nothing leaves the
+    # small ints on a 64-bit port (rotr 1 moves one bit by hand).
+    for t in range(16, 80):
+        xh = wh[t - 15]
+        xl = wl[t - 15]
+        s0h = ((xh >> 1) | ((xl & 1) << 31)) ^ ((xh >> 8) | (xl << 24)) ^ (xh >> 7)
+        s0l = ((xl >> 1) | ((xh & 1) << 31)) ^ ((xl >> 8) | (xh << 24)) ^ ((xl >> 7) | (xh << 25))
+        xh = wh[t - 2]
+        xl = wl[t - 2]
+        s1h = ((xh >> 19) | (xl << 13)) ^ ((xl >> 29) | (xh << 3)) ^ (xh >> 6)
+        s1l = ((xl >> 19) | (xh << 13)) ^ ((xh >> 29) | (xl << 3)) ^ ((xl >> 6) | (xh << 26))
+        lo = wl[t - 16] + (s0l & M) + wl[t - 7] + (s1l & M)
+        wh[t] = (wh[t - 16] + (s0h & M) + wh[t - 7] + (s1h & M) + (lo >> 32)) & M
+        wl[t] = lo & M
+    ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl = hs
+    for t in range(80):
+        # Sigma1(e): rotr 14, 18, 41
+        s1h = ((eh >> 14) | (el << 18)) ^ ((eh >> 18) | (el << 14)) ^ ((el >> 9) | (eh << 23))
+        s1l = ((el >> 14) | (eh << 18)) ^ ((el >> 18) | (eh << 14)) ^ ((eh >> 9) | (el << 23))
+        t1l = hl + (s1l & M) + (gl ^ (el & (fl ^ gl))) + KL[t] + wl[t]
+        t1h = hh + (s1h & M) + (gh ^ (eh & (fh ^ gh))) + KH[t] + wh[t] + (t1l >> 32)
+        # Sigma0(a): rotr 28, 34, 39
+        s0h = ((ah >> 28) | (al << 4)) ^ ((al >> 2) | (ah << 30)) ^ ((al >> 7) | (ah << 25))
+        s0l = ((al >> 28) | (ah << 4)) ^ ((ah >> 2) | (al << 30)) ^ ((ah >> 7) | (al << 25))
+        t2l = (s0l & M) + ((al & bl) | (cl & (al | bl)))
+        t2h = (s0h & M) + ((ah & bh) | (ch & (ah | bh)))
+        hh = gh
+        hl = gl
+        gh = fh
+        gl = fl
+        fh = eh
+        fl = el
+        t1l &= M
+        t1h &= M
+        el = dl + t1l
+        eh = (dh + t1h + (el >> 32)) & M
+        el &= M
+        dh = ch
+        dl = cl
+        ch = bh
+        cl = bl
+        bh = ah
+        bl = al
+        al = t1l + t2l
+        ah = (t1h + t2h + (al >> 32)) & M
+        al &= M
+    v = (ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl)
+    for i in range(0, 16, 2):
+        lo = hs[i + 1] + v[i + 1]
+        hs[i] = (hs[i] + v[i] + (lo >> 32)) & M
+        hs[i + 1] = lo & M
+
+
+_compress = None
+_kconst = None
+_iv = None
+_size = 8
+HALVES = False
+
+
+def select(halves):
+    """Use two 32-bit halves per word (True) or one int (False)."""
+    global _compress, _kconst, _iv, _size, HALVES
+    HALVES = bool(halves)
+    if HALVES:
+        _compress = _compress32
+        k = _words(_K, 4)
+        _kconst = (
+            tuple(k[i] for i in range(0, 160, 2)),
+            tuple(k[i] for i in range(1, 160, 2)),
+        )
+        _size = 4
+    else:
+        _compress = _compress64
+        _kconst = _words(_K, 8)
+        _size = 8
+    _iv = _words(_H0, _size)
+
+
+# sys.maxsize is the machine word: 2^63 - 1 where small ints hold 62 bits.
+select(sys.maxsize > _M32)
 
 
 class SHA512:
     """Incremental SHA-512: update() any number of times, then digest()."""
 
     def __init__(self, data=None):
-        self._h = list(_H0)
+        self._h = list(_iv)
+        self._size = _size
         self._buf = b""
         self._n = 0
         if data:
             self.update(data)
 
     def update(self, data):
-        data = bytes(data)
-        self._n += len(data)
-        buf = self._buf + data
-        end = len(buf) - len(buf) % 128
+        n = len(data)
+        self._n += n
+        buf = self._buf
+        if buf:
+            take = 128 - len(buf)
+            buf += bytes(data[:take])
+            if len(buf) < 128:
+                self._buf = buf
+                return
+            _compress(self._h, buf, 0, _kconst)
+            data = memoryview(data)[take:]
+            n -= take
+        end = n - n % 128
         for off in range(0, end, 128):
-            _compress(self._h, buf, off)
-        self._buf = buf[end:]
+            _compress(self._h, data, off, _kconst)
+        self._buf = bytes(data[end:])
 
     def digest(self):
+        """The digest of what was given so far; more update() may follow."""
         h = list(self._h)
         n = self._n
         tail = self._buf + b"\x80" + bytes((111 - n) % 128) + (n * 8).to_bytes(16, "big")
         for off in range(0, len(tail), 128):
-            _compress(h, tail, off)
-        return b"".join(x.to_bytes(8, "big") for x in h)
+            _compress(h, tail, off, _kconst)
+        size = self._size
+        return b"".join(x.to_bytes(size, "big") for x in h)
 
 
 def sha512(data):
