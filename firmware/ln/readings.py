@@ -22,7 +22,7 @@ decimated point is ``[id, order, mins, maxs, means]`` plus its own
 quality as a sixth entry, the order applying to each list alike.
 """
 
-from . import wire
+from . import cbor, wire
 from .errors import TxError
 
 _INT_MIN = -(1 << 64)
@@ -173,6 +173,69 @@ def series(times, period, points, quality=None, gaps=None):
     quality = _check_raw(times, period, points, quality, gaps)
     cols = [(p[0], p[1], [p[2]], p[3] if len(p) == 4 else None) for p in points]
     return _series_map(times, period, cols, quality, gaps, None)
+
+
+def _put_runs(out, runs):
+    cbor.head(out, 4, len(runs))
+    for count, q in runs:
+        out.append(0x82)
+        cbor.put_int(out, count)
+        cbor.put_int(out, q)
+
+
+def series_cbor(times, period, points, quality=None, gaps=None):
+    """``series`` already encoded, as a ``cbor.Raw`` for a readings body: the same bytes.
+
+    The differences are computed while writing, so no list per point is
+    made: on a board the heap holds the samples and the output only.
+    ``values`` may be any sequence of ints (a tuple from ``struct``, an
+    ``array``).
+    """
+    quality = _check_raw(times, period, points, quality, gaps)
+    n = len(times)
+    out = bytearray()
+    cbor.head(out, 5, 6 if gaps else 5)
+    out.append(wire.S_T0)
+    cbor.put_int(out, times[0])
+    out.append(wire.S_PERIOD)
+    cbor.put_int(out, period)
+    out.append(wire.S_DT)
+    cbor.head(out, 4, n - 1)
+    for i in range(1, n):
+        cbor.put_int(out, times[i] - times[i - 1] - period)
+    out.append(wire.S_POINTS)
+    cbor.head(out, 4, len(points))
+    for p in points:
+        order = p[1]
+        values = p[2]
+        own = p[3] if len(p) == 4 else None
+        cbor.head(out, 4, 3 if own is None else 4)
+        cbor.put_int(out, p[0])
+        cbor.put_int(out, order)
+        cbor.head(out, 4, n)
+        x1 = d1 = 0
+        for i in range(n):
+            x = values[i]
+            if order == 0:
+                e = x
+            else:
+                d = x - x1 if i else x
+                e = d if order == 1 else (d - d1 if i else d)
+                x1 = x
+                d1 = d
+            cbor.put_int(out, e)
+        if own is not None:
+            _put_runs(out, quality_runs(own))
+    out.append(wire.S_QUALITY)
+    _put_runs(out, quality_runs(quality))
+    if gaps:
+        out.append(wire.S_GAPS)
+        cbor.head(out, 4, len(gaps))
+        for i, m in gaps:
+            out.append(0x82)
+            cbor.put_int(out, i)
+            cbor.put_int(out, m)
+    return cbor.Raw(bytes(out))
 
 
 def decimate(times, period, points, agg, quality=None, gaps=None):

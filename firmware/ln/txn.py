@@ -142,7 +142,7 @@ def _body_fault(kind, body):
         if type(body) is not list or not body:
             return "readings body not an array of one or more series"
         for s in body:
-            if type(s) is not dict:
+            if type(s) is not dict and not isinstance(s, cbor.Raw):
                 return "readings series not a map"
         return None
     if type(body) is not dict:

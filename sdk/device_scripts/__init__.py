@@ -1,0 +1,1 @@
+# Scripts the SDK runs inside MicroPython (see lightnode.micropython).
