@@ -7,18 +7,8 @@ from ln.errors import CBORError, WireError
 PORTS = ("unix", "wasm")
 # The limit tests hold 16 KB documents, their parts and 2048-entry lists
 # (8 bytes an entry on the 64-bit unix port) at once.
-HEAP_KB = 320
+HEAP_KB = 256
 
-if _vectors.DATA is None:
-    # _vectors looks for data/README.md beside its own path; the unix port
-    # gives a bare __file__ and the wasm port copies only .py/.json files.
-    for _cand in ("../data", "/data"):
-        try:
-            open(_cand + "/cbor/appendix_a.json").close()
-            _vectors.DATA = _cand
-            break
-        except OSError:
-            pass
 
 h = _vectors.unhex
 

@@ -7,19 +7,7 @@ from ln import cbor, cose, ed25519, txn, wire
 from ln.errors import CBORError, CoseError, WireError
 
 PORTS = ("unix", "wasm")
-# ln.ed25519 (its precomputed tables), ln.txn and this module, all from source.
-HEAP_KB = 256
 
-if _vectors.DATA is None:
-    # _vectors looks for data/README.md beside its own path; the unix port
-    # gives a bare __file__ and the wasm port copies only .py/.json files.
-    for _cand in ("../data", "/data"):
-        try:
-            open(_cand + "/cose/eddsa-examples_eddsa-sig-01.json").close()
-            _vectors.DATA = _cand
-            break
-        except OSError:
-            pass
 
 h = _vectors.unhex
 CONTENT = b"This is the content."
