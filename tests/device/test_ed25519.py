@@ -7,16 +7,6 @@ from ln import ed25519 as ed
 
 PORTS = ("unix", "wasm")
 
-if _vectors.DATA is None:
-    # _vectors looks for data/README.md beside its own path; the unix port
-    # gives a bare __file__ and the wasm port copies only .py/.json files.
-    for _cand in ("../data", "/data"):
-        try:
-            open(_cand + "/ed25519/sign.json").close()
-            _vectors.DATA = _cand
-            break
-        except OSError:
-            pass
 
 h = _vectors.unhex
 
