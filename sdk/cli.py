@@ -2,7 +2,7 @@
 
 import click
 
-from lightnode import __version__
+from lightnode import __version__, boards
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,14 +18,25 @@ def main() -> None:
 
 @main.command()
 @click.option("--windows", default=6, show_default=True, help="Readings windows to sign.")
-@click.option("--board", default="unix", show_default=True, help="Board whose heap budget and window the device runs at.")
+@click.option("--board", default="unix", show_default=True, type=click.Choice(boards.names()),
+              help="Board whose heap budget and default window the device runs at.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write each transaction (.cose, .cbor) and device.pub here.")
 @click.option("--seed", help="Device key seed, 64 hex digits (default: a new random key).")
 def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
-    """Sign PMU readings inside MicroPython with the firmware's own code, verify them with the SDK."""
-    from lightnode.demo import run
+    """Sign PMU readings inside MicroPython with the firmware's own code, verify them with the SDK.
 
-    run(windows=windows, board=board, out=out, seed=seed)
+    A simulated PMU (50 frames/s) feeds the light node one window at a time
+    (the board's default window); the device, at the board's heap budget,
+    signs each as a readings transaction; the SDK, a second implementation,
+    checks signature, hash chain, sequence and readings.
+    """
+    from lightnode.demo import run
+    from lightnode.errors import LightnodeError
+
+    try:
+        run(windows=windows, board=board, out=out, seed=seed)
+    except (ValueError, LightnodeError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 def _register_tx() -> None:
