@@ -1,7 +1,6 @@
 """The ``lightnode`` command."""
 
 import click
-
 from lightnode import __version__, boards
 
 

@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from lightnode import boards, micropython, wire
 from lightnode.errors import LightnodeError
 from lightnode.firmware.ln import wire as spec
 from lightnode.simulator import signals
+from rich.console import Console
+from rich.table import Table
 
 SEGMENT = "demo-substation"
 RATE = 50  # PMU frames per second

@@ -228,7 +228,7 @@ def heap_kb(board: str = "unix") -> int:
 def _script_file(script: str | os.PathLike | None, code: str | None, tmp: Path, prelude: str = "") -> Path:
     if (script is None) == (code is None):
         raise ValueError("give exactly one of script= or code=")
-    body = Path(script).read_text() if script is not None else code
+    body = Path(script).read_text() if script is not None else str(code)
     path = tmp / (Path(script).name if script is not None else "main.py")
     path.write_text(_PRELUDE + prelude + body)
     return path

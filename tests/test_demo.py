@@ -5,13 +5,12 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
-from pycose.messages import CoseMessage
-
 from lightnode import micropython as mp
 from lightnode.cli import main
 from lightnode.errors import HarnessError
+from pycose.keys import OKPKey
+from pycose.keys.curves import Ed25519
+from pycose.messages import CoseMessage
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lightnode import micropython as mp
 from lightnode.errors import HarnessError
 

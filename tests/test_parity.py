@@ -18,10 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
-from pycose.messages import CoseMessage
-
 from lightnode import micropython as mp
 from lightnode import readings, wire
 from lightnode.errors import HarnessError
@@ -30,6 +26,9 @@ from lightnode.firmware.ln import readings as dev_readings
 from lightnode.firmware.ln import txn as dev_txn
 from lightnode.firmware.ln import wire as spec
 from lightnode.simulator import signals
+from pycose.keys import OKPKey
+from pycose.keys.curves import Ed25519
+from pycose.messages import CoseMessage
 
 # RFC 8032 section 7.1 TEST 1: a published key, for tests only.
 SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

@@ -1,6 +1,5 @@
 # Where the test data lives, from inside MicroPython (unix or wasm) and CPython.
 import json
-
 import os
 
 try:
