@@ -63,7 +63,6 @@ __all__ = [
     "verify",
 ]
 
-ED448_KEY_BYTES = 57  # an Ed448 public key: refused as unsupported-alg, not as a caller's slip
 _ED25519_ALGS = (spec.ALG_EDDSA, spec.ALG_ED25519)
 _SEGMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _SEQ_LIMIT = 1 << 63
@@ -503,7 +502,7 @@ def _verify_key(public_key: bytes) -> VerifyKey:
     if not isinstance(public_key, bytes | bytearray | memoryview):
         raise TypeError(f"public key: bytes expected, not {type(public_key).__name__}")
     key = bytes(public_key)
-    if len(key) == ED448_KEY_BYTES:
+    if len(key) == spec.ED448_KEY_BYTES:
         raise VerifyError(spec.R_ALG, "a 57-byte key is Ed448, which is not supported")
     if len(key) != spec.ED25519_KEY_BYTES:
         raise ValueError(f"public key: {len(key)} bytes, an Ed25519 key has 32")

@@ -19,9 +19,6 @@ from . import cbor, wire
 from .errors import CoseError
 
 _CONTEXT = "Signature1"
-# An Ed448 public key (RFC 8032): refused as an unsupported algorithm, not
-# as a caller's slip. (Not a wire limit: wire.py has only what we emit.)
-ED448_KEY_BYTES = 57
 _ED25519_ALGS = (wire.ALG_EDDSA, wire.ALG_ED25519)
 _ENVELOPE_LABELS = (wire.H_ALG, wire.H_KID, wire.H_PAYLOAD_HASH_ALG, wire.H_PREIMAGE_CTY)
 
@@ -118,7 +115,7 @@ def check_key(public_key):
     if not isinstance(public_key, (bytes, bytearray, memoryview)):
         raise TypeError("public key: bytes expected, not %s" % type(public_key).__name__)
     key = bytes(public_key)
-    if len(key) == ED448_KEY_BYTES:
+    if len(key) == wire.ED448_KEY_BYTES:
         raise CoseError(wire.R_ALG, "a %d-byte key is Ed448, which is not supported" % len(key))
     if len(key) != wire.ED25519_KEY_BYTES:
         raise ValueError("public key: %d bytes, an Ed25519 key has 32" % len(key))

@@ -86,7 +86,7 @@ def test_ed448_refused():
     v = _vector("eddsa-examples_eddsa-sig-02")
     data = h(v["output"]["cbor"])
     ed448_key = h(v["input"]["sign0"]["key"]["x_hex"])
-    assert len(ed448_key) == cose.ED448_KEY_BYTES
+    assert len(ed448_key) == wire.ED448_KEY_BYTES
     assert _reason(cose.verify1, data, ed448_key) == wire.R_ALG
     msg = cose.decode1(data)
     assert len(msg.signature) == 114 and msg.payload == CONTENT
