@@ -423,15 +423,21 @@ def public_key(seed):
 
 
 def generate_seed(urandom=None):
-    """32 random bytes from urandom (os.urandom unless given)."""
+    """A new 32-byte key seed: SHA-256 of 64 bytes from urandom (os.urandom unless given).
+
+    Hashing twice the bytes needed keeps a biased source (the RP2040's ring
+    oscillator) from showing in the key; docs/threat-model.md, per board.
+    """
+    import hashlib
+
     if urandom is None:
         import os
 
         urandom = getattr(os, "urandom", None) or _dev_urandom
-    seed = bytes(urandom(_SEED_BYTES))
-    if len(seed) != _SEED_BYTES:
-        raise ValueError("urandom gave %d bytes, not 32" % len(seed))
-    return seed
+    raw = bytes(urandom(2 * _SEED_BYTES))
+    if len(raw) != 2 * _SEED_BYTES:
+        raise ValueError("urandom gave %d bytes, not %d" % (len(raw), 2 * _SEED_BYTES))
+    return hashlib.sha256(raw).digest()
 
 
 def _dev_urandom(n):

@@ -95,8 +95,17 @@ def test_generate_seed():
     seed = ed.generate_seed()
     assert isinstance(seed, bytes) and len(seed) == 32
     assert ed.generate_seed() != seed
-    fixed = ed.generate_seed(lambda n: bytes(range(n)))
-    assert fixed == bytes(range(32))
+    import hashlib
+
+    asked = []
+
+    def source(n):
+        asked.append(n)
+        return bytes(range(n))
+
+    fixed = ed.generate_seed(source)
+    assert asked == [64]  # twice the seed, hashed (docs/threat-model.md)
+    assert fixed == hashlib.sha256(bytes(range(64))).digest()
     try:
         ed.generate_seed(lambda n: bytes(n - 1))
     except ValueError:
