@@ -38,13 +38,12 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
-def _register_tx() -> None:
+def _register() -> None:
+    from lightnode.probe import probe
     from lightnode.txcli import tx
 
     main.add_command(tx)
+    main.add_command(probe)
 
 
-try:
-    _register_tx()
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+_register()
