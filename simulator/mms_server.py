@@ -130,6 +130,7 @@ class MmsServer:
         self._pos = (n(PROT + "/XCBR1.Pos.stVal"), n(PROT + "/XCBR1.Pos.q"), n(PROT + "/XCBR1.Pos.t"))
         self._tr = (n(PROT + "/PTRC1.Tr.general"), n(PROT + "/PTRC1.Tr.q"), n(PROT + "/PTRC1.Tr.t"))
         self.set_breaker(True)
+        self.trip(False)
         self.step()
         self._thread = threading.Thread(target=self._run, name="mms-sim", daemon=True)
         self._thread.start()

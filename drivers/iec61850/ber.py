@@ -89,26 +89,26 @@ def tlv(tag, body=b""):
     return bytes((tag,)) + length(len(body)) + body
 
 
+def _octets(v, n):
+    out = bytearray(n)
+    for i in range(n):
+        out[n - 1 - i] = (v >> (8 * i)) & 0xFF
+    return bytes(out)
+
+
 def enc_uint(tag, v):
     """An unsigned value as INTEGER octets (a leading zero when the top bit is set)."""
     if v < 0:
         raise ValueError("negative value for an unsigned field")
-    out = bytearray()
-    while True:
-        out.insert(0, v & 0xFF)
-        v >>= 8
-        if not v:
-            break
-    if out[0] & 0x80:
-        out.insert(0, 0)
-    return tlv(tag, bytes(out))
+    n = 1
+    while v >> (8 * n - 1):
+        n += 1
+    return tlv(tag, _octets(v, n))
 
 
 def enc_int(tag, v):
-    out = bytearray()
-    while True:
-        out.insert(0, v & 0xFF)
-        v >>= 8
-        if (v == 0 and not out[0] & 0x80) or (v == -1 and out[0] & 0x80):
-            break
-    return tlv(tag, bytes(out))
+    """A signed INTEGER in the fewest octets."""
+    n = 1
+    while not -(1 << (8 * n - 1)) <= v < (1 << (8 * n - 1)):
+        n += 1
+    return tlv(tag, _octets(v & ((1 << (8 * n)) - 1), n))

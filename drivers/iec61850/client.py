@@ -326,7 +326,7 @@ class MmsClient:
             if left <= 0:
                 raise MmsTimeout("no answer within %d ms" % self.timeout_ms)
             try:
-                data = self.link.recv(min(conn.space(), 1460), left)
+                data = self.link.recv(min(conn.space(), 512), left)
             except self._linkmod.LinkTimeout:
                 raise MmsTimeout("no answer within %d ms" % self.timeout_ms)
             except self._linkmod.LinkClosed:
