@@ -24,6 +24,9 @@ import math
 FORMAT = 1
 MAX_POINTS = 256
 MAX_BYTES = 262144  # a map's JSON text; 256 verbose points fit in half of it
+CHUNK = 512  # bytes read from a stream at a time
+MAX_STRING = 1024  # bytes of one JSON string, escapes included
+MAX_NUMBER = 64  # characters of one JSON number
 MAX_DEPTH = 6  # map > points > point > read > (a value): deeper is not a map
 
 # Exact decimals are (mantissa, exponent) tuples: m * 10**e, normalized so
@@ -114,26 +117,72 @@ _ESCAPES = {0x22: '"', 0x5C: "\\", 0x2F: "/", 0x62: "\b", 0x66: "\f", 0x6E: "\n"
 class _Reader:
     """JSON text to dicts, lists, str, int, bool, None and exact decimals."""
 
-    def __init__(self, data):
+    def __init__(self, data, stream=None):
         self.b = data
         self.i = 0
         self.path = []
+        self.top = None  # a _Builder: sees each top-level field and each point as it ends
+        # Read from a stream a chunk at a time: a board has no room for the
+        # whole text beside what is built from it. What was consumed is
+        # dropped; these remember where it ended, for error positions.
+        self.f = stream
+        self.read = len(data)
+        self.base = 0  # offset of b[0] in the text
+        self.lines = 0  # newlines before b[0]
+        self.lastnl = -1  # offset of the last of them
+
+    def more(self):
+        """Read another chunk after the unconsumed bytes; False at the end of the text."""
+        if self.f is None:
+            return False
+        chunk = self.f.read(CHUNK)
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        if not chunk:
+            self.f = None
+            return False
+        if not isinstance(chunk, bytes):
+            raise PointMapError("", "the stream gave %s, not text" % type(chunk).__name__)
+        self.read += len(chunk)
+        if self.read > MAX_BYTES:
+            raise PointMapError("", "more than %d bytes" % MAX_BYTES)
+        b = self.b
+        i = self.i
+        if i:
+            self.lines += b.count(b"\n", 0, i)
+            nl = b.rfind(b"\n", 0, i)
+            if nl >= 0:
+                self.lastnl = self.base + nl
+            self.base += i
+            b = b[i:]
+        self.b = b + chunk
+        self.i = 0
+        return True
+
+    def ensure(self, k):
+        while len(self.b) - self.i < k and self.more():
+            pass
 
     def fail(self, reason):
         b = self.b
         i = min(self.i, len(b))
-        line = b.count(b"\n", 0, i) + 1
-        col = i - (b.rfind(b"\n", 0, i) + 1) + 1
+        line = self.lines + b.count(b"\n", 0, i) + 1
+        nl = b.rfind(b"\n", 0, i)
+        col = i - nl if nl >= 0 else self.base + i - self.lastnl
         raise PointMapError(_path(self.path), "%s (line %d, column %d)" % (reason, line, col))
 
     def skip(self):
-        b = self.b
-        i = self.i
-        n = len(b)
-        while i < n and b[i] in b" \t\r\n":
-            i += 1
-        self.i = i
-        return b[i] if i < n else -1
+        while True:
+            b = self.b
+            i = self.i
+            n = len(b)
+            while i < n and b[i] in b" \t\r\n":
+                i += 1
+            self.i = i
+            if i < n:
+                return b[i]
+            if not self.more():
+                return -1
 
     def document(self):
         c = self.skip()
@@ -153,7 +202,9 @@ class _Reader:
         if c == 0x22:
             return self.string()
         if c == 0x2D or 0x30 <= c <= 0x39:
+            self.ensure(MAX_NUMBER + 2)
             return self.number()
+        self.ensure(5)
         b = self.b
         i = self.i
         for word, v in ((b"true", True), (b"false", False), (b"null", None)):
@@ -182,7 +233,10 @@ class _Reader:
             path.append(k)
             if k in d:
                 self.fail("repeated key")
-            d[k] = self.value(depth)
+            v = self.value(depth)
+            if depth == 1 and self.top is not None:
+                self.top.field(k, v)
+            d[k] = v
             path.pop()
             c = self.skip()
             if c == 0x2C:
@@ -204,25 +258,51 @@ class _Reader:
             self.i += 1
             return a
         path = self.path
+        # a board could not hold every point as parsed: each becomes a compact
+        # record as soon as it ends
+        hook = self.top if depth == 2 and len(path) == 1 and path[0] == "points" else None
+        n = 0
         while True:
-            path.append(len(a))
-            a.append(self.value(depth))
+            path.append(n)
+            v = self.value(depth)
+            if hook is None:
+                a.append(v)
+            else:
+                hook.point(n, v)
+            n += 1
             path.pop()
             c = self.skip()
             if c == 0x2C:
                 self.i += 1
             elif c == 0x5D:
                 self.i += 1
-                return a
+                return a if hook is None else hook.end_points(n)
             else:
                 self.fail("expected ',' or ']'")
 
     def string(self):
-        b = self.b
+        # the whole string into the buffer first: find its closing quote
+        pos = self.i + 1
+        while True:
+            b = self.b
+            j = b.find(b'"', pos)
+            if j >= 0:
+                k = j
+                while b[k - 1] == 0x5C:
+                    k -= 1
+                if (j - k) % 2 == 0:
+                    break
+                pos = j + 1
+                continue
+            if len(b) - self.i > MAX_STRING:
+                self.fail("string longer than %d bytes" % MAX_STRING)
+            pos = len(b) - self.i
+            if not self.more():
+                self.fail("unterminated string")
+            pos += self.i
+        if j - self.i > MAX_STRING:
+            self.fail("string longer than %d bytes" % MAX_STRING)
         start = self.i + 1
-        j = b.find(b'"', start)
-        if j < 0:
-            self.fail("unterminated string")
         if b.find(b"\\", start, j) < 0:
             raw = b[start:j]
             for c in raw:
@@ -323,7 +403,7 @@ class _Reader:
                 self.fail("exponent too large")
             exp = int(b[s:k])
             literal_int = False
-        if k - i > 64:
+        if k - i > MAX_NUMBER:
             self.fail("number too long")
         self.i = k
         m = int(digits + frac)
@@ -643,38 +723,106 @@ def _check_point(p, path, proto):
     _check_read(p["read"], path + ".read", proto)
 
 
-def _check(doc):
-    _need_obj(doc, "", TOP_KEYS, ("format", "name", "device", "source", "points"))
-    if not _is_int(doc["format"]) or doc["format"] != FORMAT:
-        raise PointMapError("format", "%s is not %d" % (_show(doc["format"]), FORMAT))
-    name = doc["name"]
-    if (not isinstance(name, str) or not 1 <= len(name) <= 48
-            or not all(c in NAME_CHARS for c in name)):
-        raise PointMapError("name", "%s is not 1-48 of a-z, 0-9 and -" % _show(name))
-    dev = _need_obj(doc["device"], "device", DEVICE_KEYS, DEVICE_KEYS)
-    _need_one_of(dev["kind"], "device.kind", KINDS)
-    _need_text(dev["model"], "device.model", 1, 96)
-    proto = _check_source(doc["source"])
-    if "window_s" in doc:
-        _need_int(doc["window_s"], "window_s", 1, MAX_WINDOW_S)
-    points = doc["points"]
-    if not isinstance(points, list):
-        raise PointMapError("points", "%s is not an array" % _show(points))
-    if not 1 <= len(points) <= MAX_POINTS:
-        raise PointMapError("points", "%d points, not 1-%d" % (len(points), MAX_POINTS))
-    ids = {}
-    names = {}
-    for i, p in enumerate(points):
+# A point's compact record: its fields in this order (None where absent),
+# then its read fields in READ_KEYS[protocol] order.
+_FIELDS = ("id", "name", "quantity", "unit", "resolution", "order", "period_ms", "report",
+           "deadband", "low", "high", "event")
+_LOW = 9
+_HIGH = 10
+_READ = 12
+
+
+class _Builder:
+    """Checks a map field by field as the reader ends each, in the text's order."""
+
+    def __init__(self):
+        self.doc = {}
+        self.protocol = None
+        self.points = None  # the records, filled in place
+        self.seen = False  # the points array has ended
+        self.decs = {}  # one tuple per distinct decimal
+
+    def field(self, k, v):
+        if k not in TOP_KEYS:
+            raise PointMapError(_join("", k), "unknown key (allowed: %s)" % ", ".join(TOP_KEYS))
+        if k == "format":
+            if not _is_int(v) or v != FORMAT:
+                raise PointMapError("format", "%s is not %d" % (_show(v), FORMAT))
+        elif k == "name":
+            if (not isinstance(v, str) or not 1 <= len(v) <= 48
+                    or not all(c in NAME_CHARS for c in v)):
+                raise PointMapError("name", "%s is not 1-48 of a-z, 0-9 and -" % _show(v))
+        elif k == "device":
+            _need_obj(v, "device", DEVICE_KEYS, DEVICE_KEYS)
+            _need_one_of(v["kind"], "device.kind", KINDS)
+            _need_text(v["model"], "device.model", 1, 96)
+        elif k == "source":
+            self.protocol = _check_source(v)
+            if self.seen:  # the points came first: check them now
+                recs = self.points
+                for i in range(len(recs)):
+                    recs[i] = self.record(i, recs[i])
+        elif k == "window_s":
+            _need_int(v, "window_s", 1, MAX_WINDOW_S)
+        elif k == "points":
+            if not isinstance(v, list):
+                raise PointMapError("points", "%s is not an array" % _show(v))
+            if not v:
+                raise PointMapError("points", "no points (a map has 1-%d)" % MAX_POINTS)
+            self.seen = True
+            return
+        self.doc[k] = v
+
+    def point(self, i, p):
+        """Take points[i] as the reader ends it: checked and compact once the protocol is known."""
+        if i >= MAX_POINTS:
+            raise PointMapError("points", "more than %d points" % MAX_POINTS)
+        if self.points is None:  # taken whole at the first point, while the heap is young
+            self.points = [None] * MAX_POINTS
+        self.points[i] = p if self.protocol is None else self.record(i, p)
+
+    def end_points(self, n):
+        recs = self.points
+        del recs[n:]
+        return recs
+
+    def record(self, i, p):
+        proto = self.protocol
         path = "points[%d]" % i
         _check_point(p, path, proto)
-        if p["id"] in ids:
-            raise PointMapError(path + ".id", "%d repeats points[%d].id" % (p["id"], ids[p["id"]]))
-        if p["name"] in names:
-            raise PointMapError(path + ".name", "%s repeats points[%d].name"
-                                % (_show(p["name"]), names[p["name"]]))
-        ids[p["id"]] = i
-        names[p["name"]] = i
-    return proto
+        # a scan, not a dict: a growing table is a large block a fragmented
+        # heap may not have, and 256 points scan quickly
+        pid = p["id"]
+        name = p["name"]
+        for j in range(i):
+            r = self.points[j]
+            if r[0] == pid:
+                raise PointMapError(path + ".id", "%d repeats points[%d].id" % (pid, j))
+            if r[1] == name:
+                raise PointMapError(path + ".name", "%s repeats points[%d].name" % (_show(name), j))
+        alarm = p.get("alarm", {})
+        read = p["read"]
+        rec = []
+        for k in _FIELDS:
+            rec.append(alarm.get(k) if k == "low" or k == "high" else p.get(k))
+        for k in READ_KEYS[proto]:
+            rec.append(read.get(k))
+        decs = self.decs
+        for j, v in enumerate(rec):
+            if _is_dec(v):
+                if v in decs:
+                    rec[j] = decs[v]
+                elif len(decs) < 256:
+                    decs[v] = v
+        return tuple(rec)
+
+    def finish(self, root):
+        if not isinstance(root, dict):
+            raise PointMapError("", "%s is not an object" % _show(root))
+        for k in ("format", "name", "device", "source", "points"):
+            if k not in root:
+                raise PointMapError(k, "missing")
+        return PointMap(self.doc, self.protocol, self.points)
 
 
 # ---------------------------------------------------------------- canonical form
@@ -731,13 +879,6 @@ def _canon(v, out):
         out("%d" % v)
 
 
-def canonical(pm):
-    """The canonical text of a checked map (what digest() hashes), as bytes."""
-    parts = []
-    _canon(pm.doc, parts.append)
-    return "".join(parts).encode()
-
-
 def _plain(v):
     # checked data back as JSON values: decimals become floats
     if isinstance(v, dict):
@@ -754,84 +895,119 @@ def _plain(v):
 class Point:
     """One point of a checked map; its fields as attributes, numbers as floats."""
 
-    def __init__(self, d):
-        self.d = d  # the checked JSON object, decimals as (m, e)
+    def __init__(self, record, protocol):
+        self.r = record  # see _FIELDS; decimals as (m, e)
+        self.protocol = protocol
 
-    def _num(self, key, within=None):
-        d = self.d if within is None else self.d.get(within, {})
-        v = d.get(key)
+    def _num(self, j):
+        v = self.r[j]
         return None if v is None else _to_float(v)
 
     @property
     def id(self):
-        return self.d["id"]
+        return self.r[0]
 
     @property
     def name(self):
-        return self.d["name"]
+        return self.r[1]
 
     @property
     def quantity(self):
-        return self.d["quantity"]
+        return self.r[2]
 
     @property
     def unit(self):
-        return self.d["unit"]
+        return self.r[3]
 
     @property
     def resolution(self):
-        return _to_float(self.d["resolution"])
+        return _to_float(self.r[4])
 
     @property
     def order(self):
-        return self.d["order"]
+        return self.r[5]
 
     @property
     def period_ms(self):
-        return self.d.get("period_ms")
+        return self.r[6]
 
     @property
     def report(self):
-        return self.d.get("report")
+        return self.r[7]
 
     @property
     def deadband(self):
-        return self._num("deadband")
+        return self._num(8)
 
     @property
     def alarm_low(self):
-        return self._num("low", "alarm")
+        return self._num(_LOW)
 
     @property
     def alarm_high(self):
-        return self._num("high", "alarm")
+        return self._num(_HIGH)
 
     @property
     def event(self):
-        return self.d.get("event", False)
+        return bool(self.r[11])
 
     @property
     def read(self):
         """Where the value comes from, defaults filled in (Modbus byte order)."""
-        r = _plain(self.d["read"])
+        r = _plain(self.data()["read"])
         if "type" in r and MODBUS_TYPES[r["type"]] > 1 and "order" not in r:
             r["order"] = "ABCD"
         return r
 
+    def data(self):
+        """The point's JSON object as checked, decimals as (m, e) tuples."""
+        r = self.r
+        d = {}
+        alarm = {}
+        for j, k in enumerate(_FIELDS):
+            if r[j] is not None:
+                (alarm if j == _LOW or j == _HIGH else d)[k] = r[j]
+        if alarm:
+            d["alarm"] = alarm
+        read = {}
+        for j, k in enumerate(READ_KEYS[self.protocol]):
+            if r[_READ + j] is not None:
+                read[k] = r[_READ + j]
+        d["read"] = read
+        return d
+
     def to_data(self):
-        return _plain(self.d)
+        return _plain(self.data())
 
     def __repr__(self):
         return "<Point %d %s>" % (self.id, self.name)
 
 
+class _Points:
+    # the points as a sequence; each Point is made when asked for
+    def __init__(self, records, protocol):
+        self.records = records
+        self.protocol = protocol
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        return Point(self.records[i], self.protocol)
+
+    def __iter__(self):
+        for r in self.records:
+            yield Point(r, self.protocol)
+
+
 class PointMap:
     """A checked point map. Build it with ``load``."""
 
-    def __init__(self, doc, protocol):
-        self.doc = doc
+    def __init__(self, doc, protocol, records):
+        self.doc = doc  # the top-level fields but points
         self.protocol = protocol
-        self.points = [Point(p) for p in doc["points"]]
+        self.records = records
+        self.points = _Points(records, protocol)
         self._digest = None
 
     @property
@@ -861,18 +1037,18 @@ class PointMap:
         return s
 
     def __len__(self):
-        return len(self.points)
+        return len(self.records)
 
     def by_id(self, pid):
-        for p in self.points:
-            if p.d["id"] == pid:
-                return p
+        for r in self.records:
+            if r[0] == pid:
+                return Point(r, self.protocol)
         raise KeyError(pid)
 
     def by_name(self, name):
-        for p in self.points:
-            if p.d["name"] == name:
-                return p
+        for r in self.records:
+            if r[1] == name:
+                return Point(r, self.protocol)
         raise KeyError(name)
 
     def point(self, key):
@@ -887,7 +1063,7 @@ class PointMap:
         interpreter gives the same integer.
         """
         num, den = _ratio(x)
-        m, e = point.d["resolution"]
+        m, e = point.r[4]
         if e >= 0:
             d = den * m * 10 ** e
         else:
@@ -900,19 +1076,18 @@ class PointMap:
 
     def value(self, point, n):
         """The value of kept integer n (n * resolution), as the float nearest it."""
-        m, e = point.d["resolution"]
+        m, e = point.r[4]
         if e >= 0:
             return float(n * m * 10 ** e)
         return (n * m) / 10 ** -e
 
     def alarm_state(self, point, x):
         """"low" below alarm.low, "high" above alarm.high, else None (a limit itself is normal)."""
-        a = point.d.get("alarm")
-        if a is None:
-            return None
-        if "low" in a and _cmp(x, a["low"]) < 0:
+        low = point.r[_LOW]
+        if low is not None and _cmp(x, low) < 0:
             return "low"
-        if "high" in a and _cmp(x, a["high"]) > 0:
+        high = point.r[_HIGH]
+        if high is not None and _cmp(x, high) > 0:
             return "high"
         return None
 
@@ -921,7 +1096,7 @@ class PointMap:
 
         A point without a deadband has no deadband events: False.
         """
-        db = point.d.get("deadband")
+        db = point.r[8]
         if db is None:
             return False
         on, od = _ratio(old)
@@ -931,6 +1106,35 @@ class PointMap:
             return False
         bn, bd = _ratio(db)
         return abs(dn) * bd >= bn * od * nd
+
+    def canonical(self, out):
+        """Write the canonical text in pieces to out(str): the whole map as
+        JSON with sorted keys, no spaces, ASCII only, decimals as <m>e<exp>."""
+        doc = self.doc
+        out("{")
+        first = True
+        for k in sorted(list(doc) + ["points"]):
+            if not first:
+                out(",")
+            first = False
+            _canon_str(k, out)
+            out(":")
+            if k == "points":
+                out("[")
+                for i, p in enumerate(self.points):
+                    if i:
+                        out(",")
+                    _canon(p.data(), out)
+                out("]")
+            else:
+                _canon(doc[k], out)
+        out("}")
+
+    def canonical_text(self):
+        """The canonical text (what digest() hashes), as bytes."""
+        parts = []
+        self.canonical(parts.append)
+        return "".join(parts).encode()
 
     def digest(self):
         """Hex SHA-256 of the canonical text: the same for the same map on every interpreter."""
@@ -944,17 +1148,19 @@ class PointMap:
                     h.update("".join(buf).encode())
                     del buf[:]
 
-            _canon(self.doc, out)
+            self.canonical(out)
             h.update("".join(buf).encode())
             self._digest = "".join("%02x" % b for b in h.digest())
         return self._digest
 
     def to_data(self):
         """The map as JSON values (decimals as floats)."""
-        return _plain(self.doc)
+        d = _plain(self.doc)
+        d["points"] = [p.to_data() for p in self.points]
+        return d
 
     def __repr__(self):
-        return "<PointMap %s %s %d points>" % (self.name, self.protocol, len(self.points))
+        return "<PointMap %s %s %d points>" % (self.name, self.protocol, len(self.records))
 
 
 def _text(src):
@@ -964,11 +1170,6 @@ def _text(src):
         return src.encode()
     if isinstance(src, memoryview):
         return bytes(src)
-    if hasattr(src, "read"):
-        data = src.read(MAX_BYTES + 1)
-        if isinstance(data, str):
-            data = data.encode()
-        return data
     return None
 
 
@@ -978,19 +1179,21 @@ def load(src):
     ``src`` is JSON text (str or bytes), a stream to read it from, or the
     JSON data itself (a dict as ``json.load`` gives it).
     """
+    stream = None
     data = _text(src)
-    if data is None:
+    if data is None and hasattr(src, "read"):
+        stream = src
+        data = b""
+    elif data is None:
         import json
 
         try:
             data = json.dumps(src).encode()
         except Exception as e:  # anything json cannot write is not map data
             raise PointMapError("", "not JSON data (%s)" % e)
-    if not isinstance(data, bytes):
-        raise PointMapError("", "the stream gave %s, not text" % type(data).__name__)
     if len(data) > MAX_BYTES:
         raise PointMapError("", "more than %d bytes" % MAX_BYTES)
-    doc = _Reader(data).document()
+    reader = _Reader(data, stream)
     data = None
-    protocol = _check(doc)
-    return PointMap(doc, protocol)
+    builder = reader.top = _Builder()
+    return builder.finish(reader.document())
