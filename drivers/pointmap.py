@@ -732,6 +732,38 @@ _HIGH = 10
 _READ = 12
 
 
+class _Records:
+    """The points' records in lists of 32: no block larger than 32 slots,
+    which a fragmented heap can still give."""
+
+    def __init__(self):
+        self.chunks = []
+        self.n = 0
+
+    def append(self, r):
+        if self.n % 32 == 0:
+            self.chunks.append([])
+        self.chunks[-1].append(r)
+        self.n += 1
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        i %= self.n
+        return self.chunks[i // 32][i % 32]
+
+    def __setitem__(self, i, r):
+        self.chunks[i // 32][i % 32] = r
+
+    def __iter__(self):
+        for c in self.chunks:
+            for r in c:
+                yield r
+
+
 class _Builder:
     """Checks a map field by field as the reader ends each, in the text's order."""
 
@@ -765,7 +797,7 @@ class _Builder:
         elif k == "window_s":
             _need_int(v, "window_s", 1, MAX_WINDOW_S)
         elif k == "points":
-            if not isinstance(v, list):
+            if not isinstance(v, (list, _Records)):
                 raise PointMapError("points", "%s is not an array" % _show(v))
             if not v:
                 raise PointMapError("points", "no points (a map has 1-%d)" % MAX_POINTS)
@@ -777,14 +809,12 @@ class _Builder:
         """Take points[i] as the reader ends it: checked and compact once the protocol is known."""
         if i >= MAX_POINTS:
             raise PointMapError("points", "more than %d points" % MAX_POINTS)
-        if self.points is None:  # taken whole at the first point, while the heap is young
-            self.points = [None] * MAX_POINTS
-        self.points[i] = p if self.protocol is None else self.record(i, p)
+        if self.points is None:
+            self.points = _Records()
+        self.points.append(p if self.protocol is None else self.record(i, p))
 
     def end_points(self, n):
-        recs = self.points
-        del recs[n:]
-        return recs
+        return self.points
 
     def record(self, i, p):
         proto = self.protocol
