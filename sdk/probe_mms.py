@@ -60,9 +60,8 @@ def driver_overlay() -> Path:
     The harness's ROM image holds ``drivers/*.py`` only; until it carries
     subpackages, device runs put this folder on ``sys.path``.
     """
-    from lightnode import micropython as mp
-
     import lightnode.drivers
+    from lightnode import micropython as mp
 
     src = Path(lightnode.drivers.__file__).resolve().parent / "iec61850"
     root = Path(tempfile.mkdtemp(prefix="lightnode-mms-"))
