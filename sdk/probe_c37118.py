@@ -14,6 +14,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,7 +29,10 @@ DEFAULT_PORT = 4712  # C37.118.2-2011 E.2: the default TCP port
 # host port idcode frames timeout_ms every emit(0/1).
 DEVICE_READ = """
 import gc, sys
-from lightnode.drivers.c37118 import client, errors
+try:
+    from lightnode.drivers.c37118 import client, errors
+except ImportError:  # an image without driver subpackages: the compiled overlay
+    from c37118 import client, errors
 from lightnode.drivers import link
 
 def _cfg(cfg):
@@ -45,6 +52,8 @@ def main(host, port, idcode, n, timeout_ms, every, emit):
         mp_result({"config": _cfg(cfg)})
         pmu.start()
         gc.collect()
+        if every:
+            mp_result({"heap": gc.mem_alloc(), "free": gc.mem_free(), "after": 0})
         for k in range(n):
             f = pmu.read()
             if emit:
@@ -67,6 +76,46 @@ def main(host, port, idcode, n, timeout_ms, every, emit):
 a = sys.argv[1:]
 main(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]))
 """
+
+
+def driver_overlay() -> Path:
+    """A folder with ``c37118/`` compiled by mpy-cross, for device images without driver subpackages.
+
+    The harness's ROM image holds ``drivers/*.py`` only; until it carries
+    subpackages, device runs put this folder on ``sys.path`` (the compiled
+    code then sits in the heap, a constant few KB, not in ROM). The caller
+    removes the folder.
+    """
+    import lightnode.drivers
+    from lightnode import micropython as mp
+    from lightnode.errors import HarnessError
+
+    src = Path(lightnode.drivers.__file__).resolve().parent / "c37118"
+    root = Path(tempfile.mkdtemp(prefix="lightnode-c37118-"))
+    (root / "c37118").mkdir()
+    exe = mp.find_mpy_cross()
+    for p in sorted(src.glob("*.py")):
+        out = root / "c37118" / (p.stem + ".mpy")
+        proc = subprocess.run([exe, "-o", str(out), "-s", "c37118/" + p.name, str(p)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            shutil.rmtree(root, ignore_errors=True)
+            raise HarnessError("mpy-cross failed on %s: %s" % (p.name, proc.stderr.strip()))
+    return root
+
+
+def run_device_read(host: str, port: int, idcode: int, n: int, timeout_ms: int, every: int = 0,
+                    emit: bool = True, board: str = "pico_w", heap: int | None = None) -> Any:
+    """``DEVICE_READ`` inside the unix port at ``board``'s heap budget; the harness's Run."""
+    from lightnode import micropython as mp
+
+    overlay = driver_overlay()
+    try:
+        return mp.run_unix(code=DEVICE_READ, board=board, heap=heap, paths=(overlay,),
+                           args=(host, port, idcode, n, timeout_ms, every, int(emit)),
+                           timeout=30 + n * timeout_ms / 1000)
+    finally:
+        shutil.rmtree(overlay, ignore_errors=True)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -168,10 +217,7 @@ def _read_cpython(host: str, port: int, idcode: int, n: int, timeout_ms: int) ->
 
 def _read_micropython(host: str, port: int, idcode: int, n: int, timeout_ms: int,
                       board: str) -> tuple[dict, list]:
-    from lightnode import micropython as mp
-
-    run = mp.run_unix(code=DEVICE_READ, board=board, args=(host, port, idcode, n, timeout_ms, 0, 1),
-                      timeout=30 + n * timeout_ms / 1000)
+    run = run_device_read(host, port, idcode, n, timeout_ms, board=board)
     errors = [r["error"] for r in run.results if "error" in r]
     if errors:
         raise click.ClickException(errors[0] + " (inside MicroPython)")

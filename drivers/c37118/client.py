@@ -21,16 +21,17 @@ the configuration arrives; ``copy()`` it to keep it past the next read.
 """
 
 from lightnode.drivers import ticks
-from lightnode.drivers.c37118 import frames
-from lightnode.drivers.c37118.errors import RemoteProtocolError
-from lightnode.drivers.c37118.frames import (  # noqa: F401  (re-exported for callers)
+
+from . import frames
+from .errors import RemoteProtocolError
+from .frames import (  # noqa: F401  (re-exported for callers)
     CMD_DATA_OFF,
     CMD_DATA_ON,
     CMD_SEND_CFG1,
     CMD_SEND_CFG2,
     CMD_SEND_HDR,
 )
-from lightnode.drivers.c37118.stream import DEFAULT_MAX_FRAME, FrameReader
+from .stream import DEFAULT_MAX_FRAME, FrameReader
 
 
 class Session:

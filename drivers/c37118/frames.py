@@ -21,7 +21,7 @@ import math
 import struct
 from array import array
 
-from lightnode.drivers.c37118.errors import CrcError, LocalProtocolError, RemoteProtocolError
+from .errors import CrcError, LocalProtocolError, RemoteProtocolError
 
 # SYNC: first byte 0xAA; second byte bit 7 reserved, bits 6-4 frame type, bits 3-0 version.
 SYNC_BYTE = 0xAA

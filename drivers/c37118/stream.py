@@ -15,8 +15,8 @@ frame: a caller that catches the error and goes on has resynchronised.
             break
 """
 
-from lightnode.drivers.c37118.errors import CrcError, RemoteProtocolError
-from lightnode.drivers.c37118.frames import CFG3, MIN_FRAME, SYNC_BYTE, crc_ccitt
+from .errors import CrcError, RemoteProtocolError
+from .frames import CFG3, MIN_FRAME, SYNC_BYTE, crc_ccitt
 
 DEFAULT_MAX_FRAME = 2048  # a one-PMU CFG-2 with 8 digital words fits; raise it for PDC streams
 
