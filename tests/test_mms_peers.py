@@ -521,3 +521,78 @@ def test_micropython_misbehaving_servers(mpy):
         assert out[name][0] == error.__name__, (name, out[name])
         assert out[name][1] < 600 + 500, (name, out[name])
     assert out["trickle"][0] == "ok"
+
+
+# ------------------------------------------------------------ a second server: iec61850 (Rust)
+
+RUST_SCL = """<?xml version="1.0"?>
+<SCL xmlns="http://www.iec.ch/61850/2003/SCL" version="2007" revision="B">
+<Header id="lightnode-test"/>
+<IED name="RUST"><AccessPoint name="AP1"><Server><Authentication/>
+ <LDevice inst="MEAS">
+  <LN0 lnClass="LLN0" inst="" lnType="LLN0_T"/>
+  <LN lnClass="MMXU" inst="1" lnType="MMXU_T"/>
+ </LDevice>
+</Server></AccessPoint></IED>
+<DataTypeTemplates>
+ <LNodeType id="LLN0_T" lnClass="LLN0"><DO name="Health" type="INS_T"/></LNodeType>
+ <LNodeType id="MMXU_T" lnClass="MMXU"><DO name="TotW" type="MV_T"/><DO name="Hz" type="MV_T"/></LNodeType>
+ <DOType id="INS_T" cdc="INS"><DA name="stVal" bType="INT32" fc="ST"/><DA name="q" bType="Quality" fc="ST"/>
+  <DA name="t" bType="Timestamp" fc="ST"/></DOType>
+ <DOType id="MV_T" cdc="MV"><DA name="mag" bType="Struct" type="AV_T" fc="MX"/><DA name="q" bType="Quality" fc="MX"/>
+  <DA name="t" bType="Timestamp" fc="MX"/></DOType>
+ <DAType id="AV_T"><BDA name="f" bType="FLOAT32"/></DAType>
+</DataTypeTemplates>
+</SCL>"""
+
+
+def test_rust_iec61850_server_read_and_unbuffered_reports():
+    """The independent Rust server (iec61850 0.14, pre-alpha): association, discovery,
+    reads and URCB reports work; its BRCB sent no reports to this client (nor, in a
+    manual check, a readable BRCB), so buffered reports are proven on libiec61850 only."""
+    import asyncio
+
+    try:
+        import iec61850 as rust
+    except ImportError as e:
+        _need("the iec61850 (Rust) package is not installed: %s" % e)
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+
+    def run(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(10)
+
+    srv = rust.IedServer.from_scl_str(RUST_SCL, ied_name="RUST")
+    srv.bind("127.0.0.1:0")
+    srv.add_dataset("LLN0$ds", ["MEAS/MMXU1.TotW.mag.f", "MEAS/MMXU1.Hz.mag.f"])
+    srv.register_urcb("MEAS/LLN0.urcb01", dataset="LLN0$ds", trg_ops=["data_changed", "gi"],
+                      opt_flds=["seq_num", "time_stamp", "reason", "data_set", "conf_rev"])
+
+    async def start():
+        await srv.start()
+
+    async def stop():
+        await srv.stop()
+
+    run(start())
+    try:
+        srv.update_float32("MEAS/MMXU1.TotW.mag.f", 123.5)
+        m = _client(int(srv.bound_addr.rsplit(":", 1)[1]))
+        assert m.logical_devices() == ["RUSTMEAS"]
+        assert m.logical_nodes("RUSTMEAS") == ["LLN0", "MMXU1"]
+        assert m.data_sets("RUSTMEAS") == ["RUSTMEAS/LLN0.ds"]
+        assert m.read("RUSTMEAS/MMXU1.TotW", "MX")[0] == (123.5,)
+        m.enable_report("RUSTMEAS/LLN0.RP.urcb01", gi=True)
+        got = []
+        for i in range(10):
+            srv.update_float32("MEAS/MMXU1.TotW.mag.f", 200.0 + i)
+            r = m.wait_report(500)
+            if r is not None:
+                got.append(r)
+        assert len(got) >= 8 and _consecutive(got) and m.gaps == 0
+        assert 209.0 in [v for r in got for i, _, v, _ in r.members if i == 0]
+        m.close()
+    finally:
+        run(stop())
+        loop.call_soon_threadsafe(loop.stop)

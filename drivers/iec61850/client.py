@@ -444,6 +444,13 @@ class MmsClient:
     def enable_report(self, rcb, integrity_ms=None, trg_ops=TRG_DEFAULT, opt_flds=OPT_DEFAULT, gi=False):
         """Set up and enable a report control block ("LD/LLN0.BR.name" or ".RP.name")."""
         domain, item, buffered = split_rcb(rcb)
+        if not buffered:
+            # Reserve the block first: some servers refuse any write to an
+            # unreserved URCB; those without Resv answer with an access error.
+            try:
+                self.write_mms(domain, item + "$Resv", mms.enc_bool(True))
+            except ServiceError:
+                pass
         self.write_mms(domain, item + "$RptEna", mms.enc_bool(False))
         self.write_mms(domain, item + "$OptFlds", mms.enc_bits(opt_flds, 10))
         self.write_mms(domain, item + "$TrgOps", mms.enc_bits(trg_ops, 6))
