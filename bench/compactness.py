@@ -19,84 +19,38 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 import sys
 import zlib
 from pathlib import Path
 from typing import Any
 
 import cbor2
-from lightnode.simulator import signals
+from lightnode.drivers.c37118 import frames
+from lightnode.simulator import pmu_server, signals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _window  # noqa: E402
 
 # -- IEEE C37.118.2 data frames -------------------------------------------------
+# Made by the driver's own encoder (lightnode.drivers.c37118) from the
+# simulated PMU's configuration (lightnode.simulator.pmu_server): one
+# definition of the format, which tshark checks in tests/test_c37118_peers.py.
 
-SYNC_DATA = 0xAA01  # leading byte 0xAA, frame type 000 (data), version 1
 IDCODE = 7
-TIME_BASE = 1_000_000  # FRACSEC counts microseconds (the CFG's TIME_BASE)
-_INT16_MAX = 32767
-
-
-def crc_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-CCITT as C37.118.2 defines CHK: polynomial 0x1021, initial 0xFFFF, MSB first."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        crc &= 0xFFFF
-    return crc
-
-
-def _frame(t_us: int, stat: int, body: bytes) -> bytes:
-    """SYNC, FRAMESIZE, IDCODE, SOC, FRACSEC, STAT, then ``body``, then CHK."""
-    soc, us = divmod(t_us, 1_000_000)
-    fracsec = us * TIME_BASE // 1_000_000  # time quality flags (top byte) 0: locked
-    size = 2 + 2 + 2 + 4 + 4 + 2 + len(body) + 2
-    head = struct.pack(">HHHIIH", SYNC_DATA, size, IDCODE, soc, fracsec, stat)
-    frame = head + body
-    return frame + struct.pack(">H", crc_ccitt(frame))
-
-
-def phunit(nominal: float, kind: int) -> int:
-    """The CFG's PHUNIT for a phasor: kind (0 voltage, 1 current) and 10^-5 V or A per bit.
-
-    Chosen so that 1.6 times nominal still fits the 16-bit magnitude.
-    """
-    scale = math.ceil(nominal * 1.6 / 65535 * 1e5)
-    return (kind << 24) | scale
-
-
-def _int16(x: float) -> int:
-    return max(-_INT16_MAX - 1, min(_INT16_MAX, round(x)))
+VERSION = frames.VERSION_2005  # SYNC 0xAA01, as these figures were first taken
+crc_ccitt = frames.crc_ccitt  # CHK, for callers of this module
 
 
 def c37118_frames(window: signals.PmuWindow, integer: bool = False) -> list[bytes]:
-    """The window as C37.118.2 data frames, float or integer format, polar phasors."""
-    frames = []
-    for i, t in enumerate(window.times):
-        body = b""
-        for name in signals.PHASORS:
-            mag = signals.BY_NAME[name + ".mag"]
-            ang = signals.BY_NAME[name + ".ang"]
-            m = window.floats[mag.id][i]
-            a = math.radians(window.floats[ang.id][i])
-            if integer:
-                assert mag.nominal is not None
-                unit = phunit(mag.nominal, 1 if mag.unit == "A" else 0) & 0xFFFFFF
-                body += struct.pack(">Hh", round(m / (unit * 1e-5)), _int16(a * 1e4))
-            else:
-                body += struct.pack(">ff", m, a)
-        f = window.floats[signals.FREQ][i]
-        r = window.floats[signals.ROCOF][i]
-        if integer:
-            # FREQ: deviation from nominal in mHz; DFREQ: ROCOF times 100.
-            body += struct.pack(">hh", _int16((f - signals.NOMINAL_HZ) * 1000), _int16(r * 100))
-        else:
-            body += struct.pack(">ff", f, r)
-        frames.append(_frame(t, 0, body))
-    return frames
+    """The window as C37.118.2 data frames, float or integer format, polar phasors.
+
+    Integer format: 16-bit phasors scaled by the CFG's PHUNIT (1.6 times
+    nominal fits), FREQ as mHz from nominal, DFREQ times 100.
+    """
+    cfg = pmu_server.make_config(IDCODE, "int-polar" if integer else "float-polar", window.rate,
+                                 version=VERSION)
+    return [frames.encode_data(cfg, pmu_server.frame_values(cfg, window, i))
+            for i in range(window.frames)]
 
 
 # -- plain JSON -----------------------------------------------------------------
