@@ -34,17 +34,18 @@ TABLES = ("coil", "discrete", "holding", "input")
 DEVICE_SCRIPT = """
 import sys, json, gc
 try:
-    from lightnode.drivers.modbus import master, registers, tap, ModbusError, ExceptionResponse
+    from lightnode.drivers.modbus import master, registers, tap, line, ModbusError, ExceptionResponse
 except ImportError:  # an image without driver subpackages: the compiled overlay
-    from modbus import master, registers, tap, ModbusError, ExceptionResponse
+    from modbus import master, registers, tap, line, ModbusError, ExceptionResponse
 from lightnode.drivers import link
 
-cfg = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:
+    cfg = json.loads(f.read())
 
 def open_link():
     if cfg["kind"] == "tcp":
         return link.TcpLink(cfg["host"], cfg["port"], cfg["timeout_ms"])
-    return link.StreamLink(open(cfg["path"], "r+b"), cfg["timeout_ms"])
+    return line.TtyLink(open(cfg["path"], "r+b"), cfg["timeout_ms"])
 
 def run():
     if cfg.get("tap"):
@@ -136,8 +137,13 @@ def run_on_device(cfg: dict[str, Any], board: str = "pico_w", timeout: float = 1
     """Run DEVICE_SCRIPT with ``cfg`` in the unix port at ``board``'s heap budget; its results."""
     from lightnode import micropython as mp
 
-    run = mp.run_unix(code=DEVICE_SCRIPT, board=board, paths=(device_overlay(),),
-                      args=(json.dumps(cfg),), timeout=timeout)
+    # The settings travel in a file: this unix port build dies ("uncaught NLR")
+    # on an argument longer than about 256 bytes.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lightnode-modbus-") as f:
+        json.dump(cfg, f)
+        f.flush()
+        run = mp.run_unix(code=DEVICE_SCRIPT, board=board, paths=(device_overlay(),),
+                          args=(f.name,), timeout=timeout)
     run.check()
     return list(run.results)
 

@@ -214,8 +214,8 @@ class MeterServer:
         raise RuntimeError("the pymodbus TCP server is not listening on %s:%d" % (host, port))
 
     def start_rtu(self, baud: int = 9600, parity: str = "E", stop: int = 1,
-                  bus: PtyBus | None = None) -> str:
-        """Serve RTU on a pty bus; the path a master opens (another end of ``bus`` when given).
+                  bus: PtyBus | None = None, end: int = -1) -> str:
+        """Serve RTU on end ``end`` of a pty bus (a new two-end one by default); the path of end 0.
 
         A pty carries bytes, not bits: Linux refuses a parity setting on one
         (EINVAL), so the server's end is opened without parity whatever
@@ -223,7 +223,7 @@ class MeterServer:
         """
         self.bus = bus or PtyBus(2)
         device = self._device()
-        server_end = self.bus.paths[-1]
+        server_end = self.bus.paths[end]
         self.line = (baud, parity, stop)
         self._run(lambda: ModbusSerialServer(device, port=server_end, baudrate=baud, parity="N",
                                              stopbits=stop, timeout=0.05))
