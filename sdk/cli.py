@@ -39,11 +39,13 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 
 
 def _register() -> None:
+    from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
     from lightnode.txcli import tx
 
     main.add_command(tx)
     main.add_command(probe)
+    main.add_command(pointmap_group)
 
 
 _register()
