@@ -202,7 +202,7 @@ def parse_data(buf, s, e):
     kind = buf[s]
     if kind == 0x19 or kind == 0x0A or kind == 0x09:
         raise RemoteProtocolError("session: peer ended the session (SPDU 0x%02x)" % kind)
-    if kind != 0x01 or buf[s + 2] != 0x01:
+    if kind != 0x01:
         raise RemoteProtocolError("session: SPDU 0x%02x is not data" % kind)
     # give tokens (01 len ...) then data transfer (01 len ...): skip both headers
     n1 = buf[s + 1]
@@ -242,7 +242,8 @@ class Framer:
         k = len(data)
         if self.start and self.n + k > self.size:
             rest = self.n - self.start
-            self.buf[0:rest] = self.mv[self.start:self.n]
+            # the ranges may overlap: copy through bytes (rare: only when the buffer is full)
+            self.buf[0:rest] = bytes(self.mv[self.start:self.n])
             self.n = rest
             self.start = 0
         if self.n + k > self.size:

@@ -330,3 +330,22 @@ def test_faults_are_driver_errors():
     i = ASSOC.index(h("a203020100"))
     rej[i + 4] = 1
     assert fails(bytes(rej), assoc=False)
+
+
+def test_a_long_stream_through_a_small_buffer():
+    # many reports in odd-sized pieces: the receive buffer compacts, reports stay whole
+    c = _associated()
+    stream = REPORT * 80  # 2.5 times the receive buffer
+    n = 0
+    i = 0
+    while i < len(stream):
+        k = min(97, c.space(), len(stream) - i)
+        c.receive(stream[i:i + k])
+        i += k
+        while True:
+            ev = c.next_event()
+            if ev is None:
+                break
+            _check_report(ev)
+            n += 1
+    assert n == 80
