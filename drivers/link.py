@@ -21,8 +21,10 @@ try:
     import errno as _errno
 
     _EAGAIN = (_errno.EAGAIN, getattr(_errno, "EWOULDBLOCK", _errno.EAGAIN))
+    _EINVAL = _errno.EINVAL
 except ImportError:  # pragma: no cover
     _EAGAIN = (11,)
+    _EINVAL = 22
 
 
 class LinkError(Exception):
@@ -50,6 +52,16 @@ class _Polled:
         """True when bytes (or the peer's close) are ready, False after ``timeout_ms``."""
         t = self.timeout_ms if timeout_ms is None else timeout_ms
         return bool(self._poll.poll(t))
+
+    def recv_into(self, buf, timeout_ms=None):
+        """Read into ``buf`` (a memoryview or bytearray): how many bytes, at least 1.
+
+        LinkTimeout if none arrive within the timeout, LinkClosed at EOF.
+        """
+        data = self.recv(len(buf), timeout_ms)
+        n = len(data)
+        buf[:n] = data
+        return n
 
     def recv(self, n=512, timeout_ms=None):
         """Between 1 and ``n`` bytes; LinkTimeout if none within the timeout, LinkClosed at EOF."""
@@ -128,11 +140,20 @@ class StreamLink(_Polled):
 
     def send(self, data):
         try:
-            self.stream.write(data)
-            if hasattr(self.stream, "flush"):
-                self.stream.flush()
+            n = self.stream.write(data)
         except OSError as e:
             raise LinkError("write failed: %s" % e)
+        if n is not None and n != len(data):
+            raise LinkError("write took %d of %d bytes" % (n, len(data)))
+        try:
+            self.stream.flush()
+        except AttributeError:
+            pass
+        except OSError as e:
+            # MicroPython's flush on a file is fsync, which a tty refuses
+            # (EINVAL); its file writes are unbuffered, so nothing is lost.
+            if not e.args or e.args[0] != _EINVAL:
+                raise LinkError("flush failed: %s" % e)
 
     def close(self):
         try:

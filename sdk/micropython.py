@@ -33,6 +33,9 @@ from lightnode import boards
 from lightnode.errors import HarnessError
 
 RESULT_MARK = "@@LN "
+# The unix port (1.29 preview) dies with "FATAL: uncaught NLR" on a
+# command-line argument of 256 bytes or more: longer data goes in a file.
+MAX_ARG_BYTES = 255
 PACKAGE = Path(__file__).resolve().parent
 FIRMWARE = PACKAGE / "firmware" if (PACKAGE / "firmware").is_dir() else None
 REPO = PACKAGE.parent
@@ -280,6 +283,12 @@ def run_unix(
     ``"src"`` the sources, compiled in the heap (tracebacks with source).
     """
     kb = heap if heap is not None else heap_kb(board)
+    long = [a for a in map(str, args) if len(a.encode()) > MAX_ARG_BYTES]
+    if long:
+        raise ValueError(
+            "an argument of %d bytes: the unix port takes at most %d per argument; pass a file"
+            % (len(long[0].encode()), MAX_ARG_BYTES)
+        )
     if image not in ("rom", "mpy", "src"):
         raise ValueError("image must be 'rom', 'mpy' or 'src'")
     with tempfile.TemporaryDirectory(prefix="lightnode-mp-") as tmp:
