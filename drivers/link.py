@@ -58,10 +58,18 @@ class _Polled:
 
         LinkTimeout if none arrive within the timeout, LinkClosed at EOF.
         """
-        data = self.recv(len(buf), timeout_ms)
-        n = len(data)
-        buf[:n] = data
+        t = self.timeout_ms if timeout_ms is None else timeout_ms
+        if not self._poll.poll(t):
+            raise LinkTimeout("no bytes within %d ms" % t)
+        n = self._read_into(buf)
+        if not n:
+            raise LinkClosed("peer closed the link")
         return n
+
+    def _read_into(self, buf):
+        data = self._read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
     def recv(self, n=512, timeout_ms=None):
         """Between 1 and ``n`` bytes; LinkTimeout if none within the timeout, LinkClosed at EOF."""
@@ -101,6 +109,28 @@ class TcpLink(_Polled):
             if e.args and e.args[0] in _EAGAIN:
                 raise LinkTimeout("no bytes ready")
             raise LinkError("receive failed: %s" % e)
+
+    def _read_into(self, buf):
+        # No allocation: the socket writes into the caller's buffer. MicroPython's
+        # readinto waits for the whole buffer on a blocking socket, so the read
+        # is made non-blocking (the poll has said bytes are there).
+        if hasattr(self.sock, "recv_into"):  # CPython
+            try:
+                return self.sock.recv_into(buf)
+            except OSError as e:
+                raise LinkError("receive failed: %s" % e)
+        self.sock.settimeout(0)
+        try:
+            n = self.sock.readinto(buf)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                raise LinkTimeout("no bytes ready")
+            raise LinkError("receive failed: %s" % e)
+        finally:
+            self.sock.settimeout(self.timeout_ms / 1000)
+        if n is None:  # nothing after all (non-blocking): not a close
+            raise LinkTimeout("no bytes ready")
+        return n
 
     def send(self, data):
         try:
