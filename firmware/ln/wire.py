@@ -146,3 +146,27 @@ REASONS = (
     R_PAYLOAD,
     R_VERSION,
 )
+
+# MQTT topics (device id as lowercase hex). A device writes only its tx
+# topic and reads only its ack topic (acks and NACKs) and its segment's
+# filter (retained); only node accounts write acks, NACKs and filters.
+TOPIC_TX = "ln/%s/%s/tx"  # % (segment, device hex)
+TOPIC_ACK = "ln/%s/%s/ack"  # % (segment, device hex)
+TOPIC_FILTER = "ln/%s/filter"  # % segment
+
+# The full node's keys have separate roles; every object a node signs is a
+# COSE_Sign1 whose protected header also names its kind in label 3 (content
+# type), so that a signed object of one kind can never pass for another.
+ROLE_CHECKPOINT = "checkpoint"
+ROLE_ACK = "ack"  # acks and NACKs
+ROLE_FILTER = "filter"
+ROLE_REGISTRY = "registry"  # registry transactions a node signs
+ROLE_UPDATE = "update"  # firmware bundles
+NODE_ROLES = (ROLE_CHECKPOINT, ROLE_ACK, ROLE_FILTER, ROLE_REGISTRY, ROLE_UPDATE)
+CTY_FILTER = "application/lightnode-filter+cbor"
+CTY_CHECKPOINT = "application/lightnode-checkpoint+cbor"
+CTY_ACK = "application/lightnode-ack+cbor"
+CTY_NACK = "application/lightnode-nack+cbor"
+CTY_REGISTRY = "application/lightnode-registry+cbor"
+CTY_OPERATOR = "application/lightnode-operator+cbor"
+CTY_UPDATE = "application/lightnode-update+cbor"
