@@ -14,10 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,14 +21,11 @@ import click
 DEFAULT_PORT = 4712  # C37.118.2-2011 E.2: the default TCP port
 
 # The read as the device runs it: CFG-2, start, N frames, stop. Every
-# ``every`` frames it reports gc.mem_alloc() after gc.collect(). Arguments:
-# host port idcode frames timeout_ms every emit(0/1).
+# ``every`` frames it reports gc.mem_alloc() after gc.collect(). Settings:
+# host port idcode frames timeout_ms every emit.
 DEVICE_READ = """
-import gc, sys
-try:
-    from lightnode.drivers.c37118 import client, errors
-except ImportError:  # an image without driver subpackages: the compiled overlay
-    from c37118 import client, errors
+import gc
+from lightnode.drivers.c37118 import client, errors
 from lightnode.drivers import link
 
 def _cfg(cfg):
@@ -73,49 +66,18 @@ def main(host, port, idcode, n, timeout_ms, every, emit):
             pmu.close()
     mp_result({"done": True})
 
-a = sys.argv[1:]
-main(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]))
+main(cfg["host"], cfg["port"], cfg["idcode"], cfg["frames"], cfg["timeout_ms"], cfg["every"], cfg["emit"])
 """
-
-
-def driver_overlay() -> Path:
-    """A folder with ``c37118/`` compiled by mpy-cross, for device images without driver subpackages.
-
-    The harness's ROM image holds ``drivers/*.py`` only; until it carries
-    subpackages, device runs put this folder on ``sys.path`` (the compiled
-    code then sits in the heap, a constant few KB, not in ROM). The caller
-    removes the folder.
-    """
-    import lightnode.drivers
-    from lightnode import micropython as mp
-    from lightnode.errors import HarnessError
-
-    src = Path(lightnode.drivers.__file__).resolve().parent / "c37118"
-    root = Path(tempfile.mkdtemp(prefix="lightnode-c37118-"))
-    (root / "c37118").mkdir()
-    exe = mp.find_mpy_cross()
-    for p in sorted(src.glob("*.py")):
-        out = root / "c37118" / (p.stem + ".mpy")
-        proc = subprocess.run([exe, "-o", str(out), "-s", "c37118/" + p.name, str(p)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            shutil.rmtree(root, ignore_errors=True)
-            raise HarnessError("mpy-cross failed on %s: %s" % (p.name, proc.stderr.strip()))
-    return root
 
 
 def run_device_read(host: str, port: int, idcode: int, n: int, timeout_ms: int, every: int = 0,
                     emit: bool = True, board: str = "pico_w", heap: int | None = None) -> Any:
     """``DEVICE_READ`` inside the unix port at ``board``'s heap budget; the harness's Run."""
-    from lightnode import micropython as mp
+    from lightnode.probe import run_device
 
-    overlay = driver_overlay()
-    try:
-        return mp.run_unix(code=DEVICE_READ, board=board, heap=heap, paths=(overlay,),
-                           args=(host, port, idcode, n, timeout_ms, every, int(emit)),
-                           timeout=30 + n * timeout_ms / 1000)
-    finally:
-        shutil.rmtree(overlay, ignore_errors=True)
+    settings = {"host": host, "port": port, "idcode": idcode, "frames": n, "timeout_ms": timeout_ms,
+                "every": every, "emit": emit}
+    return run_device(DEVICE_READ, settings, board=board, heap=heap, timeout=30 + n * timeout_ms / 1000)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -217,11 +179,12 @@ def _read_cpython(host: str, port: int, idcode: int, n: int, timeout_ms: int) ->
 
 def _read_micropython(host: str, port: int, idcode: int, n: int, timeout_ms: int,
                       board: str) -> tuple[dict, list]:
+    from lightnode.probe import device_failure
+
     run = run_device_read(host, port, idcode, n, timeout_ms, board=board)
-    errors = [r["error"] for r in run.results if "error" in r]
-    if errors:
-        raise click.ClickException(errors[0] + " (inside MicroPython)")
-    run.check()
+    failure = device_failure(run)
+    if failure:
+        raise click.ClickException(failure + " (inside MicroPython)")
     cfgs = [r["config"] for r in run.results if "config" in r]
     if not cfgs:
         raise click.ClickException("MicroPython read no configuration:\n" + run.stdout[-2000:])

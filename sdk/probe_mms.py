@@ -12,10 +12,6 @@ inside the MicroPython unix port at a board's heap budget.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,14 +20,10 @@ EXIT_ERROR = 1
 
 # The device side: the same calls, inside MicroPython; one JSON result.
 DEVICE_SCRIPT = """
-import sys
+from lightnode.drivers.iec61850 import client, probe, errors
+action, a1, a2 = cfg["action"], cfg["a1"], cfg["a2"]
 try:
-    from lightnode.drivers.iec61850 import client, probe, errors
-except ImportError:  # an image without driver subpackages: the compiled overlay
-    from iec61850 import client, probe, errors
-host, port, action, a1, a2, timeout_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
-try:
-    m = client.MmsClient(host, port, timeout_ms=timeout_ms)
+    m = client.MmsClient(cfg["host"], cfg["port"], timeout_ms=cfg["timeout_ms"])
     try:
         if action == "discover":
             out = probe.discover(m)
@@ -52,29 +44,6 @@ except errors.MmsError as e:
 except ValueError as e:
     mp_result({"error": "bad argument: %s" % e})
 """
-
-
-def driver_overlay() -> Path:
-    """A folder with ``iec61850/`` compiled by mpy-cross, for images that lack driver subpackages.
-
-    The harness's ROM image holds ``drivers/*.py`` only; until it carries
-    subpackages, device runs put this folder on ``sys.path``.
-    """
-    import lightnode.drivers
-    from lightnode import micropython as mp
-
-    src = Path(lightnode.drivers.__file__).resolve().parent / "iec61850"
-    root = Path(tempfile.mkdtemp(prefix="lightnode-mms-"))
-    (root / "iec61850").mkdir()
-    exe = mp.find_mpy_cross()
-    for p in sorted(src.glob("*.py")):
-        out = root / "iec61850" / (p.stem + ".mpy")
-        proc = subprocess.run([exe, "-o", str(out), "-s", "iec61850/" + p.name, str(p)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            shutil.rmtree(root, ignore_errors=True)
-            raise click.ClickException("mpy-cross failed on %s: %s" % (p.name, proc.stderr.strip()))
-    return root
 
 
 def _split_target(target: str) -> tuple[str, int]:
@@ -172,34 +141,29 @@ def _run_cpython(host: str, port: int, action: str, a1: str, a2: str, timeout_ms
 
 def _run_micropython(host: str, port: int, action: str, a1: str, a2: str, timeout_ms: int,
                      board: str, emit: Any) -> dict:
-    from lightnode import micropython as mp
     from lightnode.errors import HarnessError
+    from lightnode.probe import device_failure, run_device
 
+    settings = {"host": host, "port": port, "action": action, "a1": a1, "a2": a2, "timeout_ms": timeout_ms}
     try:
-        overlay = driver_overlay()
-        try:
-            run = mp.run_unix(code=DEVICE_SCRIPT, board=board, paths=(overlay,),
-                              args=(host, port, action, a1 or "-", a2 or "-", timeout_ms),
-                              timeout=timeout_ms / 1000 * 4 + float(a2 if action == "report" else 0) + 30)
-        finally:
-            shutil.rmtree(overlay, ignore_errors=True)
+        run = run_device(DEVICE_SCRIPT, settings, board=board,
+                         timeout=timeout_ms / 1000 * 4 + float(a2 if action == "report" else 0) + 30)
     except HarnessError as e:
         _fail("MicroPython: %s" % str(e).splitlines()[0])
     reports = [r["report"] for r in run.results if "report" in r]
     if emit is not None:
         for p in reports:
             emit(p)
-    for r in run.results:
-        if "error" in r:
-            _fail(r["error"])
-        if "ok" in r:
-            out = dict(r["ok"])
-            if action == "report":
-                out["reports"] = reports[:1000]
-            return out
-    tail = (run.stderr or run.stdout).strip().splitlines()
-    _fail("MicroPython run failed: %s" % (tail[-1] if tail else "exit %d" % run.returncode))
-    raise AssertionError("unreachable")
+    failure = device_failure(run)
+    if failure:
+        _fail(failure)
+    done = [r["ok"] for r in run.results if "ok" in r]
+    if not done:
+        _fail("MicroPython run ended without a result")
+    out = dict(done[0])
+    if action == "report":
+        out["reports"] = reports[:1000]
+    return out
 
 
 @click.command("mms")

@@ -17,10 +17,6 @@ protocol error or a link that failed (one line on stderr).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -32,20 +28,14 @@ TABLES = ("coil", "discrete", "holding", "input")
 
 # The device side: the drivers' calls inside MicroPython; one JSON result a read.
 DEVICE_SCRIPT = """
-import sys, json, gc
-try:
-    from lightnode.drivers.modbus import master, registers, tap, line, ModbusError, ExceptionResponse
-except ImportError:  # an image without driver subpackages: the compiled overlay
-    from modbus import master, registers, tap, line, ModbusError, ExceptionResponse
+import gc
+from lightnode.drivers.modbus import master, registers, tap, ModbusError, ExceptionResponse
 from lightnode.drivers import link
-
-with open(sys.argv[1]) as f:
-    cfg = json.loads(f.read())
 
 def open_link():
     if cfg["kind"] == "tcp":
         return link.TcpLink(cfg["host"], cfg["port"], cfg["timeout_ms"])
-    return line.TtyLink(open(cfg["path"], "r+b"), cfg["timeout_ms"])
+    return link.StreamLink(open(cfg["path"], "r+b"), cfg["timeout_ms"])
 
 def run():
     if cfg.get("tap"):
@@ -101,51 +91,12 @@ except OSError as e:
     mp_result({"error": "cannot open the line: %s" % e})
 """
 
-_overlay: Path | None = None
 
+def run_on_device(cfg: dict[str, Any], board: str = "pico_w", timeout: float = 120) -> Any:
+    """DEVICE_SCRIPT with ``cfg`` inside the unix port at ``board``'s heap budget; the harness's Run."""
+    from lightnode.probe import run_device
 
-def device_overlay() -> Path:
-    """A folder with ``modbus/`` compiled by mpy-cross, for device images without driver subpackages.
-
-    The harness's ROM image holds ``drivers/*.py`` only; until it carries
-    subpackages, device runs put this folder on ``sys.path`` and the
-    script imports ``modbus`` by its own name (the package imports itself
-    relatively, so either name works). Made once per process.
-    """
-    global _overlay
-    if _overlay is not None and _overlay.is_dir():
-        return _overlay
-    import lightnode.drivers
-    from lightnode import micropython as mp
-
-    src = Path(lightnode.drivers.__file__).resolve().parent / "modbus"
-    root = Path(tempfile.mkdtemp(prefix="lightnode-modbus-"))
-    (root / "modbus").mkdir()
-    exe = mp.find_mpy_cross()
-    for p in sorted(src.glob("*.py")):
-        out = root / "modbus" / (p.stem + ".mpy")
-        proc = subprocess.run([exe, "-o", str(out), "-s", "modbus/" + p.name, str(p)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            shutil.rmtree(root, ignore_errors=True)
-            raise click.ClickException("mpy-cross failed on %s: %s" % (p.name, proc.stderr.strip()))
-    _overlay = root
-    return root
-
-
-def run_on_device(cfg: dict[str, Any], board: str = "pico_w", timeout: float = 120) -> list[dict[str, Any]]:
-    """Run DEVICE_SCRIPT with ``cfg`` in the unix port at ``board``'s heap budget; its results."""
-    from lightnode import micropython as mp
-
-    # The settings travel in a file: this unix port build dies ("uncaught NLR")
-    # on an argument longer than about 256 bytes.
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lightnode-modbus-") as f:
-        json.dump(cfg, f)
-        f.flush()
-        run = mp.run_unix(code=DEVICE_SCRIPT, board=board, paths=(device_overlay(),),
-                          args=(f.name,), timeout=timeout)
-    run.check()
-    return list(run.results)
+    return run_device(DEVICE_SCRIPT, cfg, board=board, timeout=timeout)
 
 
 def parse_target(target: str) -> dict[str, Any]:
@@ -310,14 +261,16 @@ def modbus(target: str, unit: int, reads: tuple[str, ...], tap: bool, seconds: f
     results: list[dict[str, Any]]
     if where == "micropython":
         from lightnode.errors import HarnessError
+        from lightnode.probe import device_failure
 
         try:
-            results = run_on_device(cfg, board=board)
+            run = run_on_device(cfg, board=board)
         except HarnessError as e:
             _fail("MicroPython run failed: %s" % str(e).splitlines()[0])
-        errors = [r["error"] for r in results if "error" in r]
-        if errors:
-            _fail(errors[0])
+        failure = device_failure(run)
+        if failure:
+            _fail(failure)
+        results = list(run.results)
         if tap:
             results = [r for r in results if "exchanges" in r][0]["exchanges"]
     else:

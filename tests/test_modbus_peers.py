@@ -26,7 +26,7 @@ from lightnode.drivers.modbus import (
     tcp,
 )
 from lightnode.errors import HarnessError
-from lightnode.probe_modbus import device_overlay, run_on_device
+from lightnode.probe_modbus import run_on_device
 from lightnode.simulator.modbus_server import MeterServer, PtyBus, ScadaPoller, load_map
 
 METER = load_map()
@@ -122,10 +122,7 @@ def test_values_move_while_it_runs():
 
 DEVICE_EVERY_FUNCTION = """
 import sys, json
-try:
-    from lightnode.drivers.modbus import master, line, ExceptionResponse
-except ImportError:
-    from modbus import master, line, ExceptionResponse
+from lightnode.drivers.modbus import master, ExceptionResponse
 from lightnode.drivers import link
 with open(sys.argv[1]) as f:
     cfg = json.loads(f.read())
@@ -133,7 +130,7 @@ for kind in ("tcp", "rtu"):
     if kind == "tcp":
         m = master.Master(link.TcpLink(cfg["host"], cfg["port"], 1000), master.TCP, 500, 1)
     else:
-        m = master.Master(line.TtyLink(open(cfg["path"], "r+b"), 1000), master.RTU, 500, 1, baud=115200)
+        m = master.Master(link.StreamLink(open(cfg["path"], "r+b"), 1000), master.RTU, 500, 1, baud=115200)
     out = {}
     out["write_register"] = m.write_register(1, 200, 0xBEEF)
     out["read_holding"] = m.read_holding(1, 200, 1)
@@ -161,8 +158,7 @@ def test_every_function_from_micropython(tmp_path):
         path = rtu_srv.start_rtu(baud=115200)
         cfg = tmp_path / "cfg.json"  # in a file: long arguments crash this unix port build
         cfg.write_text(json.dumps({"host": host, "port": port, "path": path, "reads": READS}))
-        run = mp.run_unix(code=DEVICE_EVERY_FUNCTION, board="pico_w", paths=(device_overlay(),),
-                          args=(str(cfg),), timeout=60).check()
+        run = mp.run_unix(code=DEVICE_EVERY_FUNCTION, board="pico_w", args=(str(cfg),), timeout=60).check()
     got = {r["kind"]: r["out"] for r in run.results}
     assert set(got) == {"tcp", "rtu"}
     for kind, out in got.items():
@@ -178,7 +174,7 @@ def test_heap_flat_over_1000_reads_at_pico_w_budget():
         host, port = srv.start_tcp()
         cfg = {"kind": "tcp", "host": host, "port": port, "baud": 9600, "unit": 1, "timeout_ms": 1000,
                "retries": 1, "reads": [["input", 0, 3, "f32", "ABCD"]], "loops": 1000, "heap_every": 100}
-        results = run_on_device(cfg, board="pico_w")
+        results = run_on_device(cfg, board="pico_w").check().results
     stats = [r for r in results if "heap" in r][0]
     heap = stats["heap"]
     rom = mp.rom_image().stat().st_size  # the ROMFS image sits in the heap too, as the board's flash

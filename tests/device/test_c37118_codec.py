@@ -11,18 +11,9 @@
 # tshark's dissector in tests/test_c37118_peers.py.
 from binascii import unhexlify
 
-try:
-    from lightnode.drivers.c37118 import client, errors, frames, stream
-except ImportError:
-    # The unix port's ROM image holds drivers/*.py only (no subpackages yet):
-    # the package from the checkout, compiled in the heap (cwd is tests/device).
-    import sys
-
-    sys.path.append("../../drivers")
-    from c37118 import client, errors, frames, stream
+from lightnode.drivers.c37118 import client, errors, frames, stream
 
 PORTS = ("unix", "wasm")
-HEAP_KB = 320  # room to compile the package from source until the ROM image carries subpackages
 
 
 def _h(s):

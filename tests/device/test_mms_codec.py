@@ -3,20 +3,10 @@
 # report) fed whole, byte by byte and split at every point.
 import binascii
 
-try:
-    from lightnode.drivers.iec61850 import ber, client, iso, mms
-    from lightnode.drivers.iec61850.errors import MmsError, RemoteProtocolError
-except ImportError:
-    # The unix port's ROM image holds drivers/*.py only (no subpackages yet):
-    # compile the package from the checkout (tests run with cwd tests/device).
-    import sys
-
-    sys.path.append("../../drivers")
-    from iec61850 import ber, client, iso, mms
-    from iec61850.errors import MmsError, RemoteProtocolError
+from lightnode.drivers.iec61850 import ber, client, iso, mms
+from lightnode.drivers.iec61850.errors import MmsError, RemoteProtocolError
 
 PORTS = ("unix", "wasm")
-HEAP_KB = 320
 
 
 def h(s):

@@ -2,35 +2,17 @@
 # Modbus Application Protocol spec v1.1b3, section 6), CRC-16 known values,
 # RTU and TCP frames fed whole and one byte at a time, exception responses,
 # register decoding in all four orders for every type, RTU timing.
-try:
-    from lightnode.drivers.modbus import (
-        ExceptionResponse,
-        LocalProtocolError,
-        RemoteProtocolError,
-        master,
-        pdu,
-        registers,
-        rtu,
-        tap,
-        tcp,
-    )
-except ImportError:
-    # A device image without driver subpackages (the harness's ROM holds
-    # drivers/*.py only): the package from the checkout, by its own name.
-    import sys
-
-    sys.path.append("../../drivers")
-    from modbus import (
-        ExceptionResponse,
-        LocalProtocolError,
-        RemoteProtocolError,
-        master,
-        pdu,
-        registers,
-        rtu,
-        tap,
-        tcp,
-    )
+from lightnode.drivers.modbus import (
+    ExceptionResponse,
+    LocalProtocolError,
+    RemoteProtocolError,
+    master,
+    pdu,
+    registers,
+    rtu,
+    tap,
+    tcp,
+)
 
 PORTS = ("unix", "wasm")
 

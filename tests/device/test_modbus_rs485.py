@@ -1,14 +1,8 @@
 # RS-485 transceiver control with recording stand-ins for machine.UART and
 # machine.Pin (no real bus exists on the host): DE high, write, wait until
 # the UART has sent the last bit, DE low; our own echo read back and dropped.
-try:
-    from lightnode.drivers.modbus import master, pdu, rs485, rtu
-except ImportError:  # a device image without driver subpackages (see test_modbus_codec)
-    import sys
-
-    sys.path.append("../../drivers")
-    from modbus import master, pdu, rs485, rtu
 from lightnode.drivers.link import LinkError, LinkTimeout
+from lightnode.drivers.modbus import master, pdu, rs485, rtu
 
 PORTS = ("unix",)
 
