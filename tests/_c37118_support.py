@@ -37,10 +37,10 @@ class RecordingLink:
         self.events.append((True, bytes(data)))
         self.link.send(data)
 
-    def recv(self, n=512, timeout_ms=None):
-        data = self.link.recv(n, timeout_ms)
-        self.events.append((False, bytes(data)))
-        return data
+    def recv_into(self, buf, timeout_ms=None) -> int:
+        n = self.link.recv_into(buf, timeout_ms)
+        self.events.append((False, bytes(buf[:n])))
+        return n
 
     def close(self) -> None:
         self.link.close()

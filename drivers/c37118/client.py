@@ -57,6 +57,17 @@ class Session:
         """Takes received bytes; returns how many fitted (feed the rest after ``next_event``)."""
         return self.reader.feed(data)
 
+    def receive_buffer(self, most=512):
+        """Where the next bytes go (a memoryview into the reader's buffer); then ``received(n)``.
+
+        ``receive_data`` without a copy: a link reads straight into it with ``recv_into``.
+        """
+        return self.reader.window(most)
+
+    def received(self, n):
+        """``n`` bytes were read into the last ``receive_buffer``."""
+        self.reader.wrote(n)
+
     def next_event(self):
         """The next frame as a Config, DataFrame, Header or Command; None when more bytes are needed.
 
@@ -103,7 +114,7 @@ class Session:
 
 
 class Connection:
-    """A blocking C37.118 client over a link with ``send``, ``recv(n, timeout_ms)`` and ``close``."""
+    """A blocking C37.118 client over a link with ``send``, ``recv_into(buf, timeout_ms)`` and ``close``."""
 
     def __init__(self, link, idcode, timeout_ms=3000, max_frame=DEFAULT_MAX_FRAME):
         # Imported here: Session runs where there are no sockets (the WebAssembly port).
@@ -136,12 +147,12 @@ class Connection:
             try:
                 if left <= 0:
                     raise self._timeout("")
-                data = self.link.recv(min(512, s.reader.room()), left)
+                n = self.link.recv_into(s.receive_buffer(512), left)
             except self._timeout:
                 raise self._timeout(self._stuck("no %s within %d ms" % (what, t), have))
             except self._closed:
                 raise self._closed(self._stuck("peer closed the link while waiting for a %s" % what, have))
-            s.receive_data(data)
+            s.received(n)
 
     @staticmethod
     def _stuck(msg, have):

@@ -75,6 +75,19 @@ class FrameReader:
             self.end += k
         return k
 
+    def window(self, most):
+        """Free buffer after the bytes held, at most ``most`` bytes: read into it, then ``wrote(n)``.
+
+        ``feed`` without the copy, for a link's ``recv_into``.
+        """
+        if most > len(self.buf) - self.end:
+            self._compact()
+        return self.mv[self.end:min(len(self.buf), self.end + most)]
+
+    def wrote(self, n):
+        """``n`` bytes were read into the last ``window``."""
+        self.end += n
+
     def _skip(self, n, err=None):
         self.start += n
         self.dropped += n

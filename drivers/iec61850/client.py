@@ -147,6 +147,17 @@ class Connection:
     def receive(self, data):
         self.framer.feed(data)
 
+    def receive_buffer(self, most=512):
+        """Where the next bytes go (a memoryview into the receive buffer); then ``received(n)``.
+
+        ``receive`` without a copy: a link reads straight into it with ``recv_into``.
+        """
+        return self.framer.window(most)
+
+    def received(self, n):
+        """``n`` bytes were read into the last ``receive_buffer``."""
+        self.framer.wrote(n)
+
     def space(self):
         """How many bytes ``receive`` can take now."""
         return self.framer.size - self.framer.pending()
@@ -277,7 +288,7 @@ OPT_DEFAULT = ((1 << mms.OPT_SEQ_NUM) | (1 << mms.OPT_TIME_OF_ENTRY) | (1 << mms
 
 
 class MmsClient:
-    """A blocking MMS client over ``TcpLink`` (or any link with send/recv/close).
+    """A blocking MMS client over ``TcpLink`` (or any link with send/recv_into/close).
 
     Every wait is bounded by ``timeout_ms``; link failures come out as
     ``MmsLinkError`` (``MmsTimeout`` for silence), the server's refusals
@@ -325,8 +336,9 @@ class MmsClient:
             left = ticks.ticks_diff(deadline_us, ticks.ticks_us()) // 1000
             if left <= 0:
                 raise MmsTimeout("no answer within %d ms" % self.timeout_ms)
+            buf = conn.receive_buffer(512)
             try:
-                data = self.link.recv(min(conn.space(), 512), left)
+                n = self.link.recv_into(buf, left)
             except self._linkmod.LinkTimeout:
                 raise MmsTimeout("no answer within %d ms" % self.timeout_ms)
             except self._linkmod.LinkClosed:
@@ -334,7 +346,7 @@ class MmsClient:
                 raise MmsLinkError("the server closed the connection")
             except self._linkmod.LinkError as e:
                 raise MmsLinkError(str(e))
-            conn.receive(data)
+            conn.received(n)
 
     def _deadline(self, timeout_ms=None):
         t = self.timeout_ms if timeout_ms is None else timeout_ms

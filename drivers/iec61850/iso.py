@@ -222,7 +222,8 @@ def parse_data(buf, s, e):
 class Framer:
     """Cuts COTP TPDUs out of TPKTs in one preallocated buffer; joins DT segments.
 
-    ``feed(data)`` takes any bytes; ``next_tpdu()`` returns (code, buffer,
+    ``feed(data)`` takes any bytes (or ``window``/``wrote`` take them
+    straight from a link); ``next_tpdu()`` returns (code, buffer,
     start, end): for CC, DR, ER the TPDU header from its code octet, for
     DT a whole TSDU (the user data of every segment up to the last), or
     None when more bytes are needed. The window is valid until the next
@@ -238,18 +239,36 @@ class Framer:
         self.start = 0
         self.sdu_n = 0
 
+    def _compact(self):
+        rest = self.n - self.start
+        # the ranges may overlap: copy through bytes (rare: only when the buffer is full)
+        self.buf[0:rest] = bytes(self.mv[self.start:self.n])
+        self.n = rest
+        self.start = 0
+
     def feed(self, data):
         k = len(data)
         if self.start and self.n + k > self.size:
-            rest = self.n - self.start
-            # the ranges may overlap: copy through bytes (rare: only when the buffer is full)
-            self.buf[0:rest] = bytes(self.mv[self.start:self.n])
-            self.n = rest
-            self.start = 0
+            self._compact()
         if self.n + k > self.size:
             raise RemoteProtocolError("TPKT: more than %d bytes pending" % self.size)
         self.buf[self.n:self.n + k] = data
         self.n += k
+
+    def window(self, most):
+        """Free buffer after the bytes held, at most ``most`` bytes: read into it, then ``wrote(n)``.
+
+        ``feed`` without the copy, for a link's ``recv_into``.
+        """
+        if self.start and self.n + most > self.size:
+            self._compact()
+        if self.n == self.size:
+            raise RemoteProtocolError("TPKT: more than %d bytes pending" % self.size)
+        return self.mv[self.n:min(self.size, self.n + most)]
+
+    def wrote(self, n):
+        """``n`` bytes were read into the last ``window``."""
+        self.n += n
 
     def pending(self):
         return self.n - self.start

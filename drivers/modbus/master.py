@@ -88,6 +88,20 @@ class MasterCore:
                 return result
         return None
 
+    def receive_buffer(self):
+        """Where the answer's next bytes go (the framer's buffer); then ``received(n)``.
+
+        ``receive`` without a copy: a link reads straight into it with ``recv_into``.
+        """
+        if self.request is None:
+            raise RemoteProtocolError("bytes arriving with no request outstanding")
+        return self.framer.window()
+
+    def received(self, n):
+        """The result once the ``n`` bytes read into ``receive_buffer`` complete the answer, else None."""
+        self.framer.wrote(n)
+        return self._take()
+
     def _take(self):
         while True:
             if self.framing == RTU:
@@ -182,8 +196,7 @@ class Master:
                 left = ticks.ticks_diff(deadline, ticks.ticks_us()) // 1000
                 if left <= 0:
                     raise _link.LinkTimeout("")
-                data = link.recv(tcp.MAX_ADU, left)
-                result = self.core.receive(data)
+                result = self.core.received(link.recv_into(self.core.receive_buffer(), left))
                 if result is not None:
                     return result
         except _link.LinkTimeout:

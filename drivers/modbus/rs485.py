@@ -44,7 +44,7 @@ def open_uart(uart_id, baud=rtu.DEFAULT_LINE[0], parity=rtu.DEFAULT_LINE[1], sto
 
 
 class Rs485Link:
-    """A link (send, recv, drain, close) over a UART and a DE pin; reads poll ``uart.any()``."""
+    """A link (send, recv, recv_into, drain, close) over a UART and a DE pin; reads poll ``uart.any()``."""
 
     def __init__(self, uart, de, baud=rtu.DEFAULT_LINE[0], echo=True, timeout_ms=1000):
         self.uart = uart
@@ -100,15 +100,19 @@ class Rs485Link:
             _sleep_ms(1)
         return got
 
-    def recv(self, n=rtu.MAX_ADU, timeout_ms=None):
+    def recv_into(self, buf, timeout_ms=None):
+        """Read into ``buf`` what has arrived: how many bytes; LinkTimeout if none within the timeout."""
         t = self.timeout_ms if timeout_ms is None else timeout_ms
         t0 = ticks.ticks_us()
         while not self.uart.any():
             if ticks.ticks_diff(ticks.ticks_us(), t0) >= t * 1000:
                 raise LinkTimeout("no bytes within %d ms" % t)
             _sleep_ms(1)
-        k = self.uart.readinto(self.mv[:min(n, rtu.MAX_ADU)])
-        return bytes(self.mv[:k or 0])
+        return self.uart.readinto(buf) or 0
+
+    def recv(self, n=rtu.MAX_ADU, timeout_ms=None):
+        k = self.recv_into(self.mv[:min(n, rtu.MAX_ADU)], timeout_ms)
+        return bytes(self.mv[:k])
 
     def drain(self):
         while self.uart.any():

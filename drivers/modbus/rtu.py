@@ -134,6 +134,25 @@ class RtuFramer:
         self.end += k
         return k
 
+    def window(self):
+        """The free buffer after the bytes held: read into it, then ``wrote(n)``.
+
+        ``feed`` without the copy, for a link's ``recv_into``.
+        """
+        n = self.end - self.start
+        if self.start:
+            if n:
+                self.buf[0:n] = self.buf[self.start:self.end]
+            self.start, self.end = 0, n
+        if n == MAX_ADU:
+            self.reset()
+            raise RemoteProtocolError("more than %d bytes without a frame" % MAX_ADU)
+        return self.mv[n:]
+
+    def wrote(self, n):
+        """``n`` bytes were read into the last ``window``."""
+        self.end += n
+
     def response(self, take=True):
         return self._frame(response_length, take)
 

@@ -71,6 +71,25 @@ class TcpFramer:
         self.end += k
         return k
 
+    def window(self):
+        """The free buffer after the bytes held: read into it, then ``wrote(n)``.
+
+        ``feed`` without the copy, for a link's ``recv_into``.
+        """
+        n = self.end - self.start
+        if self.start:
+            if n:
+                self.buf[0:n] = self.buf[self.start:self.end]
+            self.start, self.end = 0, n
+        if n == MAX_ADU:
+            self.reset()
+            raise RemoteProtocolError("more than %d bytes without a frame" % MAX_ADU)
+        return self.mv[n:]
+
+    def wrote(self, n):
+        """``n`` bytes were read into the last ``window``."""
+        self.end += n
+
     def frame(self):
         n = self.end - self.start
         if n < HEADER:
