@@ -239,7 +239,7 @@ class Operator:
 
 @dataclass(frozen=True)
 class NodeKey:
-    """One key of a full node, for one role; it signs objects timed below ``valid_until`` (None: open)."""
+    """One key of a full node, for one role; it signs objects timed ``valid_from <= t < valid_until`` (None: open)."""
 
     node: str
     role: str
@@ -248,6 +248,7 @@ class NodeKey:
     added_at: int
     valid_until: int | None = None  # us; set when the key is rotated out
     revoked: tuple[str, int] | None = None
+    valid_from: int | None = None  # us; a key rotated in takes over where the old one ends
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -256,6 +257,7 @@ class NodeKey:
             "public_key": self.public_key.hex(),
             "added_by": self.added_by,
             "added_at": self.added_at,
+            "valid_from": self.valid_from,
             "valid_until": self.valid_until,
             "revoked": None
             if self.revoked is None
@@ -623,7 +625,8 @@ class Registry:
         self._operators: dict[str, Operator] = {}
         self._node_keys: list[NodeKey] = []
         self._kids: dict[bytes, tuple[str, str]] = {}  # kid -> ("operator"|"node", name)
-        self._device_keys: dict[bytes, bytes] = {}  # public key -> device id (unique)
+        self._device_keys: dict[bytes, bytes] = {}  # public key -> device id
+        self._all_keys: set[bytes] = set()  # every key ever registered: none is used twice
         self._count = 0
         self._head = ZERO_HASH
         self._time = 0
@@ -749,7 +752,7 @@ class Registry:
             raise ValueError(f"keys {sorted(body)}, expected {sorted(names)}")
 
     def _key_free(self, key: bytes) -> None:
-        if key_id(key) in self._kids or key in self._device_keys:
+        if key in self._all_keys or key_id(key) in self._kids:
             raise RegistryError(R_CONFLICT, "that public key is already registered")
 
     def _put_operator(self, op: Operator) -> None:
@@ -757,6 +760,7 @@ class Registry:
         if old is not None:
             self._kids.pop(key_id(old.public_key), None)
         self._operators[op.name] = op
+        self._all_keys.add(op.public_key)
         if op.revoked is None:
             self._kids[key_id(op.public_key)] = ("operator", op.name)
 
@@ -828,6 +832,7 @@ class Registry:
         def apply() -> None:
             self._devices[did] = dev
             self._device_keys[key] = did
+            self._all_keys.add(key)
 
         return apply
 
@@ -858,6 +863,7 @@ class Registry:
         def apply() -> None:
             self._devices[dev.device_id] = new
             self._device_keys[key] = dev.device_id
+            self._all_keys.add(key)
 
         return apply
 
@@ -892,6 +898,7 @@ class Registry:
 
     def _put_node_key(self, nk: NodeKey) -> None:
         self._node_keys.append(nk)
+        self._all_keys.add(nk.public_key)
         if nk.role == spec.ROLE_REGISTRY:
             self._kids[key_id(nk.public_key)] = ("node", nk.node)
 
@@ -928,8 +935,12 @@ class Registry:
         i = self._live_node_key(b["node"], b["role"])
         key = _check_key(b["key"])
         self._key_free(key)
-        old = dataclasses.replace(self._node_keys[i], valid_until=_check_uint(b["until"], "until"))
-        nk = NodeKey(old.node, old.role, key, by, tx.time)
+        until = _check_uint(b["until"], "until")
+        cur = self._node_keys[i]
+        if cur.valid_from is not None and until <= cur.valid_from:
+            raise RegistryError(R_CONFLICT, f"the current key is valid from {cur.valid_from}")
+        old = dataclasses.replace(cur, valid_until=until)
+        nk = NodeKey(old.node, old.role, key, by, tx.time, valid_from=until)
 
         def apply() -> None:
             self._node_keys[i] = old
@@ -1206,13 +1217,14 @@ class Registry:
             ]
 
     def node_key_for(self, node: str, role: str, time_us: int) -> bytes | None:
-        """The node's key for ``role`` valid at ``time_us``: unrevoked, added by then... not yet expired."""
+        """The node's unrevoked key for ``role`` whose validity covers ``time_us`` (None: none)."""
         with self._lock:
             for k in reversed(self._node_keys):
                 if (
                     k.node == node
                     and k.role == role
                     and k.revoked is None
+                    and (k.valid_from is None or k.valid_from <= time_us)
                     and (k.valid_until is None or time_us < k.valid_until)
                 ):
                     return k.public_key
