@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lightnode.errors import LightnodeError
 from lightnode.firmware.ln import wire as spec
@@ -447,3 +448,37 @@ def make_certs(certs_dir: str | os.PathLike[str], hosts: Sequence[str] = (), day
         ca_reused=ca_reused,
         paths={n: d / n for n in (CA_CERT, CA_DER, CA_KEY, SERVER_CERT, SERVER_KEY)},
     )
+
+
+# -- from the registry ------------------------------------------------------
+
+
+def from_registry(reg: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    """(devices, node accounts) of a ``lightnode.registry`` registry.
+
+    Devices: every one neither revoked nor quarantined (a cloned device's
+    broker password is as suspect as its key). Node accounts: every node
+    name with an unrevoked key.
+    """
+    devices = [(d.device_id.hex(), d.segment) for d in reg.devices()
+               if getattr(d, "quarantined", None) is None]
+    nodes = sorted({k.node for k in reg.node_keys()})
+    return devices, nodes
+
+
+def read_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``user:secret`` lines (a plain password or a ``$7$`` hash; ``#`` comments) as a dict.
+
+    A Mosquitto password file reads as one too.
+    """
+    creds: dict[str, str] = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, secret = line.partition(":")
+        if not sep or not user or not secret:
+            raise BrokerError("%s line %d: user:secret expected" % (path, n))
+        if user in creds:
+            raise BrokerError("%s line %d: %s given twice" % (path, n, user))
+        creds[user] = secret
+    return creds
