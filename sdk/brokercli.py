@@ -53,8 +53,8 @@ def certs(directory: str, hosts: tuple[str, ...], days: int, ca_days: int, new_c
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Where mosquitto.conf, passwd and acl are written.")
 @click.option("--credentials", type=click.Path(dir_okay=False, exists=True),
-              help="user:secret lines from provisioning (plain or $7$ hash); "
-                   "devices without one get no account.")
+              help="user:secret lines (plain or $7$ hash); default: provisioning's "
+                   "device-passwords beside the registry. Devices without one get no account.")
 @click.option("--certs", "certs_dir", type=click.Path(file_okay=False, exists=True),
               help="Directory made by `lightnode broker certs`: a TLS listener.")
 @click.option("--port", default=core.TLS_PORT, show_default=True, help="TLS listener port.")
@@ -86,6 +86,11 @@ def config(registry_path: str, out: str, credentials: str | None, certs_dir: str
             devices, nodes = core.from_registry(reg)
         finally:
             reg.close()
+        if credentials is None:
+            from lightnode.provision import default_credentials
+
+            found = default_credentials(registry_path)
+            credentials = str(found) if found.is_file() else None
         creds = core.read_credentials(credentials) if credentials else {}
         files = core.write_broker(out, devices, [*nodes, *extra_nodes], creds,
                                     certs_dir=certs_dir, port=port, bind=bind,
@@ -93,8 +98,9 @@ def config(registry_path: str, out: str, credentials: str | None, certs_dir: str
                                     make_node_passwords=True)
     except (OSError, ValueError, LightnodeError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo("%d devices, %d node accounts: %s, %s, %s"
-               % (files.devices, files.nodes, files.conf, files.passwd, files.acl))
+    click.echo("%d devices, %d node accounts (credentials: %s): %s, %s, %s"
+               % (files.devices, files.nodes, credentials or "none", files.conf, files.passwd,
+                  files.acl))
     for name, p in files.new_node_passwords.items():
         click.echo("new password for node account %s in %s" % (name, p))
     if files.no_credentials:

@@ -453,18 +453,19 @@ def test_cli_certs_then_config_from_the_registry(tmp_path):
     assert r.exit_code == 0 and r.output.startswith("kept CA")
 
     _registry(tmp_path / "reg.db")
-    (tmp_path / "creds").write_text("# from provisioning\n%s:pw-a\n%s:%s\n%s:pw-d\n"
+    (tmp_path / "device-passwords").write_text("# from provisioning\n%s:pw-a\n%s:%s\n%s:pw-d\n"
                                     % (A, B, broker.hash_password("pw-b"), D))
     out = tmp_path / "broker"
     tls_port, plain_port = _free_port(), _free_port()
     args = ["config", "--registry", str(tmp_path / "reg.db"), "--out", str(out),
-            "--credentials", str(tmp_path / "creds"), "--certs", str(certs),
+            "--certs", str(certs),  # provisioning's device-passwords, found beside the registry
             "--port", str(tls_port), "--bind", "127.0.0.1", "--plain-port", str(plain_port)]
     if os.geteuid() == 0:
         args += ["--user", "root"]
     r = run(broker_cli, args)
     assert r.exit_code == 0, r.output
-    assert "2 devices, 1 node accounts" in r.output  # C revoked, D quarantined
+    assert "2 devices, 1 node accounts (credentials: %s)" % (tmp_path / "device-passwords") \
+        in r.output  # C revoked, D quarantined
     assert "no credential and no account: %s" % E in r.output
     assert "start: mosquitto -c %s" % (out / "mosquitto.conf") in r.output
     acl = (out / "acl").read_text()
