@@ -45,6 +45,7 @@ from nacl.signing import SigningKey
 __all__ = [
     "ACTIONS",
     "ROLES",
+    "Change",
     "Device",
     "KeyPeriod",
     "MemoryStore",
@@ -302,6 +303,38 @@ class RegistryTx:
     action: str
     body: dict[str, Any]
     sign1: codec.Sign1 = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One registry transaction as history: who changed what, when."""
+
+    seq: int
+    time: int  # registry time, us
+    action: str
+    signer: str  # the operator's name, or "node <name>"
+    subject: str  # the device id (hex), operator or node the change is about
+    id: bytes  # SHA-256 of the transaction
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "action": self.action,
+            "signer": self.signer,
+            "subject": self.subject,
+            "id": self.id.hex(),
+        }
+
+
+def _subject(body: dict[str, Any]) -> str:
+    for k in ("id", "name", "node"):
+        v = body.get(k)
+        if isinstance(v, bytes):
+            return v.hex()
+        if isinstance(v, str):
+            return v
+    return ""
 
 
 @dataclass(frozen=True)
@@ -631,6 +664,7 @@ class Registry:
         self._head = ZERO_HASH
         self._time = 0
         self._genesis: RegistryTx | None = None
+        self._history: list[Change] = []
         self.catch_up()
 
     # -- replay ----------------------------------------------------------------------------
@@ -657,6 +691,7 @@ class Registry:
             raise RegistryError(R_CHAIN, "previous hash differs from the transaction before")
         if tx.time < self._time:
             raise RegistryError(R_CHAIN, "time earlier than the transaction before")
+        kind = "operator"
         if tx.seq == 0:
             signer_name, apply = self._check_genesis(tx)
         else:
@@ -683,8 +718,18 @@ class Registry:
             except (KeyError, TypeError, ValueError) as e:
                 raise RegistryError(R_MALFORMED, f"{tx.action} body: {e}") from None
 
+        change = Change(
+            tx.seq,
+            tx.time,
+            tx.action,
+            signer_name if kind == "operator" else "node " + signer_name,
+            _subject(tx.body),
+            tx.id,
+        )
+
         def commit() -> None:
             apply()
+            self._history.append(change)
             self._count += 1
             self._head = tx.id
             self._time = tx.time
@@ -1245,6 +1290,11 @@ class Registry:
     @property
     def genesis(self) -> RegistryTx | None:
         return self._genesis
+
+    def history(self) -> list[Change]:
+        """Every change so far, in order, each verified when it was folded in."""
+        with self._lock:
+            return list(self._history)
 
     def transactions(self) -> list[RegistryTx]:
         """Every registry transaction, decoded (form only; they were verified when folded in)."""
