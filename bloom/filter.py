@@ -55,6 +55,8 @@ _SALT_DOMAIN = b"lightnode-filter"
 R_MALFORMED = "malformed"
 R_OVERSIZED = "oversized"
 R_VERSION = "unsupported-version"
+R_UNSUPPORTED = "unsupported"  # CBOR outside the wire format's subset
+R_NON_CANONICAL = "non-canonical"
 R_STRUCTURE = "structure"
 R_TAG = "bad-tag"
 R_ALG = "unsupported-alg"
@@ -69,6 +71,8 @@ REASONS = (
     R_MALFORMED,
     R_OVERSIZED,
     R_VERSION,
+    R_UNSUPPORTED,
+    R_NON_CANONICAL,
     R_STRUCTURE,
     R_TAG,
     R_ALG,
