@@ -123,7 +123,10 @@ def tshark_pdus(pcap: Path, port: int) -> tuple[list[dict], list[str]]:
                     key = f.get("name") or f.get("show") or ""
                     fields.setdefault(key, []).append(f)
                 pdus.append(fields)
-            elif name not in ("geninfo", "frame", "raw", "ip", "tcp"):
+            # "fake-field-wrapper" holds fields of no protocol (tshark adds it when a
+            # frame was reassembled from several recorded segments, which depends on
+            # how the reads fell); its fields are still checked for marks below.
+            elif name not in ("geninfo", "frame", "raw", "ip", "tcp", "fake-field-wrapper"):
                 others.append(name or "")
             for f in pr.iter("field"):  # any malformed mark; warnings and errors of any layer
                 text = f.get("showname") or ""
