@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -476,13 +477,29 @@ def test_cli_certs_then_config_from_the_registry(tmp_path):
     assert r.exit_code == 0 and "new password" not in r.output
     assert (out / ("node-%s.password" % NODE)).read_text().strip() == node_pw
 
-    with _running(exe, out / "mosquitto.conf", (tls_port, plain_port), tmp_path / "log"):
+    with _running(exe, out / "mosquitto.conf", (tls_port, plain_port), tmp_path / "log") as proc:
         net = {"tls": True, "host": "localhost", "port": tls_port, "ca": certs / "ca.crt"}
-        peers = [Peer(net, A, "pw-a"), Peer(net, B, "pw-b"), Peer(net, NODE, node_pw),
-                 Peer(net, D, "pw-d")]
-        assert [p.ok for p in peers] == [True, True, True, False]
-        for p in peers:
-            p.close()
+        a, b, node, d = peers = [Peer(net, A, "pw-a"), Peer(net, B, "pw-b"),
+                                 Peer(net, NODE, node_pw), Peer(net, D, "pw-d")]
+        try:
+            assert [p.ok for p in peers] == [True, True, True, False]
+            # Revoke B (its credential gone): regenerate, reload. Mosquitto checks the
+            # connected clients again and drops B; A stays.
+            creds = (tmp_path / "device-passwords").read_text().splitlines()
+            (tmp_path / "device-passwords").write_text(
+                "\n".join(x for x in creds if not x.startswith(B + ":")) + "\n")
+            assert run(broker_cli, args).exit_code == 0
+            proc.send_signal(signal.SIGHUP)
+            b.connected.get(timeout=WAIT)  # B's disconnect
+            assert not b.c.is_connected()
+            assert node.subscribe("ln/+/+/tx")
+            a.publish(wire.TOPIC_TX % (SEG, A), b"still here")
+            assert node.until(wire.TOPIC_TX % (SEG, A), b"still here")
+            assert a.connected.empty() and node.connected.empty()  # never dropped
+            assert not Peer(net, B, "pw-b").ok
+        finally:
+            for p in peers:
+                p.close()
 
 
 def test_cli_config_refuses_a_missing_registry(tmp_path):
