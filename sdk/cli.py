@@ -41,11 +41,15 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 def _register() -> None:
     from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
+    from lightnode.registrycli import device, operator, registry_group
     from lightnode.txcli import tx
 
     main.add_command(tx)
     main.add_command(probe)
     main.add_command(pointmap_group)
+    main.add_command(registry_group)
+    main.add_command(device)
+    main.add_command(operator)
 
 
 _register()
