@@ -1,22 +1,26 @@
 """``lightnode board`` and ``lightnode device provision``: make unix-port boards, provision boards.
 
     lightnode board unix init boards/n1 --board pico_w
+    lightnode registry init --admin alice --key-file alice.seed
     lightnode device provision boards/n1 --segment feeder-7 --pointmap meter.json \\
-        --broker mqtt://127.0.0.1:1883 --registry registry.db --operator alice --operator-key alice.seed
+        --broker mqtt://127.0.0.1:1883
     lightnode device provision mpremote:/dev/ttyACM0 --segment feeder-7 ...
 
 ``board`` is a group of its own; ``provision`` is a command for the
-``device`` group.
+``device`` group (``lightnode.registrycli``), whose registry and signer
+options it shares.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import click
-from lightnode import boards, keys
+from lightnode import boards
 from lightnode.errors import LightnodeError
+
+# The registry CLI's own options and helpers: one --registry, one way to say who signs.
+from lightnode.registrycli import _open, _registry_option, _signer, _signer_options
 
 
 @click.group("board")
@@ -75,42 +79,34 @@ def _echo_identity(directory: str, ident: object) -> None:
               help="The device's point map (checked; its digest is registered).")
 @click.option("--broker", "broker_url", required=True, metavar="mqtt://HOST:PORT",
               help="The MQTT broker the device connects to (mqtts:// for TLS).")
-@click.option("--registry", "registry_path", default="registry.db", show_default=True,
-              envvar="LIGHTNODE_REGISTRY", type=click.Path(dir_okay=False),
-              help="The registry (SQLite file or sqlite:/// URL).")
-@click.option("--operator", required=True, envvar="LIGHTNODE_OPERATOR",
-              help="The admin operator who signs the registration.")
-@click.option("--operator-key", required=True, envvar="LIGHTNODE_OPERATOR_KEY",
-              type=click.Path(dir_okay=False), help="The operator's key seed file (hex).")
 @click.option("--node-keys", "node_keys_path", type=click.Path(dir_okay=False),
               help='Node public keys as JSON [{"role": ..., "key": ...}] (default: the registry\'s).')
 @click.option("--credentials", "credentials_path", type=click.Path(dir_okay=False),
-              help="user:hash file for `lightnode broker config --credentials` "
+              help="user:hash file for `lightnode broker config` "
                    "(default: device-passwords beside the registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-def provision(target: str, segment: str, pointmap_path: str, broker_url: str, registry_path: str,
-              operator: str, operator_key: str, node_keys_path: str | None,
-              credentials_path: str | None, as_json: bool) -> None:
+@_registry_option
+@_signer_options
+def provision(target: str, segment: str, pointmap_path: str, broker_url: str,
+              node_keys_path: str | None, credentials_path: str | None, as_json: bool,
+              registry_path: str, as_name: str | None, key_file: str | None) -> None:
     """Register the board's device and write its config back to it.
 
     BOARD is a unix-port board directory or mpremote:PORT (a board on a
-    serial port). Only the board's public identity is read. A board already
-    registered with the same key, segment and map is written again with a
-    new MQTT password; any other difference is refused.
+    serial port). Only the board's public identity is read. The
+    registration is signed by the admin `registry init` made, or by --as
+    NAME --key-file PATH. A board already registered with the same key,
+    segment and map is written again with a new MQTT password; any other
+    difference is refused.
     """
     from lightnode import provision as prov
-    from lightnode import registry
 
     try:
         board_obj = prov.open_board(target)
-        seed = keys.read_seed(operator_key)
         nodes = prov.read_node_keys(node_keys_path) if node_keys_path else None
-        if registry_path != ":memory:" and not os.path.exists(registry_path.replace("sqlite://", "")):
-            raise prov.ProvisionError("%s: no registry there" % registry_path)
-        reg = registry.open_registry(registry_path)
+        reg = _open(registry_path)
         try:
-            signer = reg.as_operator(operator, seed)
-            seed = b""
+            signer = _signer(reg, registry_path, as_name, key_file)
             creds = credentials_path or prov.default_credentials(registry_path)
             done = prov.provision(board_obj, reg, signer, segment, pointmap_path, broker_url,
                                   creds, node_keys=nodes)

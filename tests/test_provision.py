@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from lightnode import broker, keys, registry
+from lightnode import broker, keys, registry, registrycli
 from lightnode import micropython as mp
 from lightnode import provision as prov
 from lightnode.errors import HarnessError
@@ -33,15 +33,19 @@ pytestmark = pytest.mark.micropython
 
 
 def _cli() -> click.Group:
-    """The lightnode command, with board and device provision as sdk/cli.py registers them."""
+    """The lightnode command, with board, registry and device provision as sdk/cli.py registers them."""
+    from lightnode import registrycli
     from lightnode.cli import main
 
     dev = main.commands.get("device")
     if "board" in main.commands and isinstance(dev, click.Group) and "provision" in dev.commands:
         return main
+    # Until sdk/cli.py registers them: the same groups, copied so nothing global changes.
     group = click.Group("lightnode", commands=dict(main.commands))
     group.add_command(board)
-    device = click.Group("device", commands=dict(dev.commands) if isinstance(dev, click.Group) else {})
+    group.add_command(registrycli.registry_group)
+    devices = dev if isinstance(dev, click.Group) else registrycli.device
+    device = click.Group("device", commands=dict(devices.commands))
     device.add_command(provision)
     group.add_command(device)
     return group
@@ -59,11 +63,10 @@ class Site:
         self.cli = _cli()
         self.runner = CliRunner()
         self.printed: list[str] = []
-        self.admin_seed = keys.generate_seed()
-        keys.write_seed(root / "alice.seed", self.admin_seed)
         (root / "meter.json").write_bytes((MAPS / "meter_modbus.json").read_bytes())
-        reg = registry.open_registry(root / "registry.db")
-        reg.init_admin("alice", keys.public_key(self.admin_seed), self.admin_seed)
+        self.run("registry", "init", "--admin", "alice", "--key-file", "alice.seed")
+        self.admin_seed = keys.read_seed(root / "alice.seed")
+        reg = self.registry()
         self.node_key = keys.public_key(keys.generate_seed())
         reg.add_node_key("node-feeder-7", "ack", self.node_key, reg.as_operator("alice", self.admin_seed))
         reg.close()
@@ -81,11 +84,10 @@ class Site:
                   *extra: str) -> str:
         return self.run("device", "provision", board_dir, "--segment", segment,
                         "--pointmap", "meter.json", "--broker", "mqtt://127.0.0.1:1883",
-                        "--registry", "registry.db", "--operator", "alice",
-                        "--operator-key", "alice.seed", *extra, ok=ok)
+                        *extra, ok=ok)
 
     def registry(self) -> registry.Registry:
-        return registry.open_registry(self.root / "registry.db")
+        return registry.open_registry(self.root / registrycli.DEFAULT_REGISTRY)
 
     def key_file(self, board_dir: str = "board") -> Path:
         return self.root / board_dir / "lightnode" / keystore.KEY_FILE
@@ -254,21 +256,20 @@ def test_refusals_change_nothing(site):
     site.run("board", "unix", "init", "board")
     (site.root / "bad.json").write_text('{"format": 1}')
     out = site.run("device", "provision", "board", "--segment", "feeder-7", "--pointmap", "bad.json",
-                   "--broker", "mqtt://127.0.0.1:1883", "--operator", "alice",
-                   "--operator-key", "alice.seed", ok=False)
+                   "--broker", "mqtt://127.0.0.1:1883", ok=False)
     assert "bad.json: refused" in out
     out = site.run("device", "provision", "board", "--segment", "Feeder 7", "--pointmap", "meter.json",
-                   "--broker", "mqtt://127.0.0.1:1883", "--operator", "alice",
-                   "--operator-key", "alice.seed", ok=False)
+                   "--broker", "mqtt://127.0.0.1:1883", ok=False)
     assert "segment" in out
     out = site.run("device", "provision", "board", "--segment", "feeder-7", "--pointmap", "meter.json",
-                   "--broker", "http://x", "--operator", "alice", "--operator-key", "alice.seed",
-                   ok=False)
+                   "--broker", "http://x", ok=False)
     assert "broker" in out
     out = site.run("device", "provision", "nowhere", "--segment", "feeder-7", "--pointmap", "meter.json",
-                   "--broker", "mqtt://h:1", "--operator", "alice", "--operator-key", "alice.seed",
-                   ok=False)
+                   "--broker", "mqtt://h:1", ok=False)
     assert "never booted" in out
+    out = site.run("device", "provision", "board", "--segment", "feeder-7", "--pointmap", "meter.json",
+                   "--broker", "mqtt://h:1", "--as", "bob", "--key-file", "alice.seed", ok=False)
+    assert "unknown-operator" in out
     reg = site.registry()
     assert reg.devices() == []
     reg.close()
