@@ -41,6 +41,7 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 def _register() -> None:
     from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
+    from lightnode.provisioncli import board, provision
     from lightnode.registrycli import device, operator, registry_group
     from lightnode.txcli import tx
 
@@ -48,8 +49,10 @@ def _register() -> None:
     main.add_command(probe)
     main.add_command(pointmap_group)
     main.add_command(registry_group)
+    device.add_command(provision)
     main.add_command(device)
     main.add_command(operator)
+    main.add_command(board)
 
 
 _register()
