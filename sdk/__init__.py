@@ -8,4 +8,6 @@ fleets), and drive the device code inside MicroPython.
     >>> tx.verify(public_key)
 """
 
-__version__ = "0.1.0"
+from lightnode.firmware.ln import VERSION as __version__  # one release number for device and SDK
+
+__all__ = ["__version__"]

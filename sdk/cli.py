@@ -39,6 +39,7 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 
 
 def _register() -> None:
+    from lightnode.brokercli import broker
     from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
     from lightnode.provisioncli import board, provision
@@ -53,6 +54,7 @@ def _register() -> None:
     main.add_command(device)
     main.add_command(operator)
     main.add_command(board)
+    main.add_command(broker)
 
 
 _register()
