@@ -175,10 +175,30 @@ class NodeCheck:
         return False
 
     def check(self, device_id: bytes, public_key: bytes) -> bool:
-        """True only for a registered, unrevoked device with this key."""
-        if not self.filter.might_contain(device_id, public_key):
+        """True only for a registered, unrevoked device with this key.
+
+        The filter's ``might_contain`` written out for the node: the salt's
+        SHA-256 state kept, one byte per bit, the two 30-bit words taken
+        from one 64-bit integer. The same indices (tests hold them equal).
+        """
+        n = len(device_id)
+        if not 1 <= n <= bf.MAX_DEVICE_ID or len(public_key) != bf.KEY_BYTES:
             self.counts["filtered"] += 1
-            return False
+            return False  # no registered device has such an id or key
+        h = self._prefix.copy()
+        h.update(bytes((n,)) + device_id + public_key)
+        w = int.from_bytes(h.digest()[:8], "big")
+        m = self.filter.bits
+        i = (w >> 34) % m
+        step = 1 + ((w & 0xFFFFFFFF) >> 2) % (m - 1)
+        bm = self._bytemap
+        for _ in range(self.filter.hashes):
+            if not bm[i]:
+                self.counts["filtered"] += 1
+                return False
+            i += step
+            if i >= m:
+                i -= m
         return self._exact(device_id, public_key)
 
     def check_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bool]:
