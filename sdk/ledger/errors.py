@@ -1,12 +1,12 @@
 """The ledger's errors, in the SDK's one family (``lightnode.errors.LightnodeError``).
 
-    >>> from lightnode.ledger import merkle
-    >>> from lightnode.ledger.errors import ProofError
-    >>> try:
-    ...     merkle.verify_inclusion(b"\\x00" * 32, 0, 1, [], b"\\x01" * 32)
-    ... except ProofError as e:
-    ...     print(e.reason)
-    root-mismatch
+>>> from lightnode.ledger import merkle
+>>> from lightnode.ledger.errors import ProofError
+>>> try:
+...     merkle.verify_inclusion(b"\\x00" * 32, 0, 1, [], b"\\x01" * 32)
+... except ProofError as e:
+...     print(e.reason)
+root-mismatch
 """
 
 from __future__ import annotations
