@@ -23,9 +23,10 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from itertools import compress, repeat
 from operator import add, itemgetter, mod, rshift
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lightnode import boards
 from lightnode.bloom import filter as bf
@@ -39,6 +40,7 @@ __all__ = [
     "BloomFilter",
     "FilterError",
     "NodeCheck",
+    "RegistryView",
     "build",
     "filter_hash",
     "fits",
@@ -142,78 +144,237 @@ def devices_for(filter_bytes: int, p: float) -> int:
 
 Lookup = Callable[[bytes], bytes | None] | Mapping[bytes, bytes]
 
+# Sequence numbers are below 2^64: ``LATEST`` stands for "no sequence number
+# given" and only an open key period (the device's current key) covers it.
+LATEST = 1 << 64
+_OPEN = LATEST + 1
+# Refused (device id, key) pairs kept at most, per registry state and filter:
+# a flood of distinct strangers fills it and it starts again, so memory
+# stays bounded whatever arrives.
+REFUSED_MAX = 4096
+
+
+@runtime_checkable
+class RegistryView(Protocol):
+    """What ``NodeCheck`` reads of a registry (``lightnode.registry.Registry`` has it)."""
+
+    def device(self, device_id: bytes) -> Any: ...
+
+    @property
+    def head(self) -> bytes: ...
+
 
 class NodeCheck:
-    """The node's check of a transaction's device: the filter, then the exact look-up.
+    """The node's check of a transaction's device: a verdict cache, the filter, the exact look-up.
 
-    ``exact_lookup`` gives the public key of a registered, unrevoked device,
-    or None: a callable ``device_id -> key | None`` (a registry's
-    ``key_for``) or a mapping. Only a device the look-up confirms with the
-    same key passes; the filter only spares the look-up for strangers.
-    ``counts`` keeps how many were refused by the filter, looked up, and
-    refused by the look-up after passing the filter (false positives and
-    stale filters).
+    ``exact_lookup`` is the node's view of the registry: a ``Registry``
+    (``lightnode.registry``: revocation, quarantine and key periods by
+    sequence number are honoured, and its ``head`` is the state stamp), or a
+    mapping or callable ``device_id -> key | None`` giving the key of a
+    registered, unrevoked device (valid for every sequence number). Only a
+    device the look-up confirms with the same key passes; the filter only
+    spares the look-up for strangers.
+
+    Verdicts are cached per (device id, key) for one registry state and one
+    filter. ``state`` is a callable returning a stamp that changes with
+    every change of the registry (for a ``Registry``, its head, unless
+    given); it is read on every ``check`` and once per ``check_many``, and
+    when it differs from the stamp the cache was made under the cache is
+    emptied first, so a revocation, quarantine or rotation takes effect on
+    the very next check. A mapping or callable without ``state`` is never
+    cached: nothing tells when it changed. Setting ``filter`` (a new epoch)
+    or ``invalidate()`` empties the cache. Confirmed pairs are kept with the
+    sequence numbers their key covers (one entry per registered key at
+    most); refused pairs at most ``refused_max`` (the set starts again when
+    full; 0 keeps none), so a flood of distinct strangers cannot grow it.
+
+    ``counts`` counts the uncached path only: refused by the filter, looked
+    up, and refused by the look-up after passing the filter (false
+    positives and stale filters). Not shared between threads.
     """
 
-    def __init__(self, exact_lookup: Lookup, f: BloomFilter) -> None:
-        if isinstance(exact_lookup, Mapping):
-            exact_lookup = exact_lookup.get
-        if not callable(exact_lookup):
-            raise TypeError("exact_lookup: a callable or a mapping expected")
-        self.lookup = exact_lookup
+    def __init__(
+        self,
+        exact_lookup: Lookup | RegistryView,
+        f: BloomFilter,
+        state: Callable[[], object] | None = None,
+        refused_max: int = REFUSED_MAX,
+    ) -> None:
+        self._registry: RegistryView | None = None
+        self.lookup: Callable[[bytes], bytes | None] | None = None
+        if isinstance(exact_lookup, RegistryView):
+            self._registry = exact_lookup
+            if state is None:
+                state = partial(getattr, exact_lookup, "head")
+        elif isinstance(exact_lookup, Mapping):
+            self.lookup = exact_lookup.get
+        elif callable(exact_lookup):
+            self.lookup = exact_lookup
+        else:
+            raise TypeError("exact_lookup: a registry, a callable or a mapping expected")
+        if refused_max < 0:
+            raise ValueError("refused_max: 0 or more expected")
+        self._state = state
+        self.refused_max = refused_max
+        # keyed by device id ‖ key (the key is always 32 bytes, so the id is the rest)
+        self._passed: dict[bytes, tuple[int, int]] = {}
+        self._refused: set[bytes] = set()
+        self._stamp: object = _NO_STAMP
+        self.counts = {"filtered": 0, "looked_up": 0, "refused": 0}
         self.filter = f
+
+    @property
+    def filter(self) -> BloomFilter:
+        return self._filter
+
+    @filter.setter
+    def filter(self, f: BloomFilter) -> None:
+        """A new filter (a new epoch): its probes, and an empty cache."""
+        self._filter = f
         self._prefix = hashlib.sha256(f.salt)
         self._bytemap = _bytemap(f)
-        self.counts = {"filtered": 0, "looked_up": 0, "refused": 0}
+        self.invalidate()
 
-    def _exact(self, device_id: bytes, public_key: bytes) -> bool:
+    def invalidate(self) -> None:
+        """Forget every verdict."""
+        self._restamp(_NO_STAMP)
+
+    def _restamp(self, stamp: object) -> None:
+        self._passed = {}
+        self._refused = set()
+        self._stamp = stamp
+
+    @property
+    def cached(self) -> tuple[int, int]:
+        """How many (device id, key) verdicts are cached: ``(passed, refused)``."""
+        return len(self._passed), len(self._refused)
+
+    def _period(self, device_id: bytes, public_key: bytes) -> tuple[int, int] | None:
+        """The sequence numbers ``[lo, hi)`` the registry takes ``public_key`` for, or None."""
         self.counts["looked_up"] += 1
-        known = self.lookup(device_id)
-        if known is not None and hmac.compare_digest(bytes(known), bytes(public_key)):
-            return True
+        if self._registry is not None:
+            dev = self._registry.device(device_id)
+            if dev is not None and dev.revoked is None and dev.quarantined is None:
+                for k in dev.keys:
+                    if hmac.compare_digest(bytes(k.public_key), bytes(public_key)):
+                        return k.from_seq, _OPEN if k.below is None else k.below
+        else:
+            assert self.lookup is not None
+            known = self.lookup(device_id)
+            if known is not None and hmac.compare_digest(bytes(known), bytes(public_key)):
+                return 0, _OPEN
         self.counts["refused"] += 1
-        return False
+        return None
 
-    def check(self, device_id: bytes, public_key: bytes) -> bool:
-        """True only for a registered, unrevoked device with this key.
+    def _exact(self, device_id: bytes, public_key: bytes, seq: int, cache: bool) -> bool:
+        period = self._period(device_id, public_key)
+        if cache:
+            self._keep(device_id + public_key, period)
+        return period is not None and period[0] <= seq < period[1]
 
-        The filter's ``might_contain`` written out for the node: the salt's
-        SHA-256 state kept, one byte per bit, the two 30-bit words taken
-        from one 64-bit integer. The same indices (tests hold them equal).
+    def _keep(self, pair: bytes, period: tuple[int, int] | None) -> None:
+        if period is not None:
+            self._passed[pair] = period
+        elif self.refused_max:
+            if len(self._refused) >= self.refused_max:
+                self._refused = set()
+            self._refused.add(pair)
+
+    def check(self, device_id: bytes, public_key: bytes, seq: int | None = None) -> bool:
+        """True only for a registered, unrevoked device with this key, valid for ``seq``.
+
+        ``seq`` is the transaction's sequence number (None: the device's
+        current key only). A cached verdict first; else the filter's
+        ``might_contain`` written out for the node (the salt's SHA-256
+        state kept, one byte per bit, the two 30-bit words taken from one
+        64-bit integer: the same indices, tests hold them equal), then the
+        exact look-up.
         """
         n = len(device_id)
         if not 1 <= n <= bf.MAX_DEVICE_ID or len(public_key) != bf.KEY_BYTES:
             self.counts["filtered"] += 1
             return False  # no registered device has such an id or key
+        state = self._state
+        cache = state is not None
+        if state is not None:
+            stamp = state()
+            if stamp != self._stamp:
+                self._restamp(stamp)
+            pair = device_id + public_key
+            try:
+                period = self._passed.get(pair)
+            except TypeError:  # a bytearray id: as bytes
+                return self.check(bytes(device_id), bytes(public_key), seq)
+            if period is not None:
+                return period[0] <= (LATEST if seq is None else seq) < period[1]
+            if pair in self._refused:
+                return False
         h = self._prefix.copy()
         h.update(bytes((n,)) + device_id + public_key)
         w = int.from_bytes(h.digest()[:8], "big")
-        m = self.filter.bits
+        m = self._filter.bits
         i = (w >> 34) % m
         step = 1 + ((w & 0xFFFFFFFF) >> 2) % (m - 1)
         bm = self._bytemap
-        for _ in range(self.filter.hashes):
+        for _ in range(self._filter.hashes):
             if not bm[i]:
                 self.counts["filtered"] += 1
+                if cache:
+                    self._keep(pair, None)
                 return False
             i += step
             if i >= m:
                 i -= m
-        return self._exact(device_id, public_key)
+        return self._exact(device_id, public_key, LATEST if seq is None else seq, cache)
 
-    def check_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bool]:
-        """``check`` of many at once (one batch of transactions): the same answers, less per check."""
+    def check_many(
+        self, pairs: list[tuple[bytes, bytes]], seqs: list[int] | None = None
+    ) -> list[bool]:
+        """``check`` of many at once (one batch of transactions): the same answers, less per check.
+
+        ``seqs``: the transactions' sequence numbers, one per pair (None:
+        current keys only). The registry's stamp is read once per batch.
+        """
+        if seqs is not None and len(seqs) != len(pairs):
+            raise ValueError("seqs: one per pair expected")
+        pairs = [(bytes(d), bytes(k)) for d, k in pairs]
         for d, k in pairs:
             if not 1 <= len(d) <= bf.MAX_DEVICE_ID or len(k) != bf.KEY_BYTES:
                 raise ValueError("device id of 1-32 bytes and a 32-byte key expected")
-        salt = self.filter.salt
-        digests = [hashlib.sha256(salt + bytes((len(d),)) + d + k).digest() for d, k in pairs]
-        hits = maybe_members(digests, self.filter, self._bytemap)
+        at = [LATEST] * len(pairs) if seqs is None else seqs
         out = [False] * len(pairs)
-        self.counts["filtered"] += len(pairs) - len(hits)
-        for j in hits:
-            out[j] = self._exact(*pairs[j])
+        cache = self._state is not None
+        todo: list[int] = []
+        if self._state is not None:
+            stamp = self._state()
+            if stamp != self._stamp:
+                self._restamp(stamp)
+            passed, refused = self._passed, self._refused
+            for j, (d, k) in enumerate(pairs):
+                period = passed.get(d + k)
+                if period is not None:
+                    out[j] = period[0] <= at[j] < period[1]
+                elif d + k not in refused:
+                    todo.append(j)
+        else:
+            todo = list(range(len(pairs)))
+        salt = self._filter.salt
+        digests = [
+            hashlib.sha256(salt + bytes((len(pairs[j][0]),)) + pairs[j][0] + pairs[j][1]).digest()
+            for j in todo
+        ]
+        hits = set(maybe_members(digests, self._filter, self._bytemap))
+        self.counts["filtered"] += len(todo) - len(hits)
+        for x, j in enumerate(todo):
+            d, k = pairs[j]
+            if x in hits:
+                out[j] = self._exact(d, k, at[j], cache)
+            elif cache:
+                self._keep(d + k, None)
         return out
+
+
+_NO_STAMP = object()
 
 
 def _bytemap(f: BloomFilter) -> bytes:
