@@ -324,3 +324,26 @@ def test_killed_writer_leaves_whole_blocks(tmp_path: Path) -> None:
     assert [e.seq for e in entries] == list(range(head.size))
     assert merkle.root([e.leaf_hash for e in entries]) == head.root
     assert ledger.chain("seg:feeder-7").tree.root() == head.root
+
+
+def test_audit_passes_what_the_ledger_wrote(store_url: str) -> None:
+    from lightnode.ledger.audit import audit
+
+    clock = Clock()
+    ledger = _ledger(store_url, clock)
+    dev = Device(6)
+    for _ in range(9):
+        ledger.add_transaction(dev.tx())
+    b = ledger.cut("seg:feeder-7")
+    assert b is not None
+    ledger.add_cosignature(cp.cosign(b.raw, W2_SEED, b"w2"))
+    ledger.add_transaction(Device(6).tx(seq=0, body={**HEARTBEAT, 2: 9}))  # a fork
+    ledger.cut("general")
+    keys = {
+        dev.signer.device_id: dev.signer.public,
+        b"node-1": cp.public_key(NODE_SEED),
+        b"w2": cp.public_key(W2_SEED),
+    }
+    report = audit(ledger.store, keys)
+    assert report.ok, report.failures
+    assert report.checked["transactions"] == 9 and report.checked["cosignatures"] == 1
