@@ -337,36 +337,32 @@ class NodeCheck:
         """
         if seqs is not None and len(seqs) != len(pairs):
             raise ValueError("seqs: one per pair expected")
-        pairs = [(bytes(d), bytes(k)) for d, k in pairs]
-        for d, k in pairs:
-            if not 1 <= len(d) <= bf.MAX_DEVICE_ID or len(k) != bf.KEY_BYTES:
-                raise ValueError("device id of 1-32 bytes and a 32-byte key expected")
         at = [LATEST] * len(pairs) if seqs is None else seqs
         out = [False] * len(pairs)
         cache = self._state is not None
-        todo: list[int] = []
         if self._state is not None:
             stamp = self._state()
             if stamp != self._stamp:
                 self._restamp(stamp)
-            passed, refused = self._passed, self._refused
-            for j, (d, k) in enumerate(pairs):
-                period = passed.get(d + k)
+        passed, refused = self._passed, self._refused
+        todo: list[tuple[int, bytes, bytes]] = []
+        for j, (d, k) in enumerate(pairs):
+            if not 1 <= len(d) <= bf.MAX_DEVICE_ID or len(k) != bf.KEY_BYTES:
+                raise ValueError("device id of 1-32 bytes and a 32-byte key expected")
+            if cache:
+                pair = bytes(d) + bytes(k)
+                period = passed.get(pair)
                 if period is not None:
                     out[j] = period[0] <= at[j] < period[1]
-                elif d + k not in refused:
-                    todo.append(j)
-        else:
-            todo = list(range(len(pairs)))
+                    continue
+                if pair in refused:
+                    continue
+            todo.append((j, bytes(d), bytes(k)))
         salt = self._filter.salt
-        digests = [
-            hashlib.sha256(salt + bytes((len(pairs[j][0]),)) + pairs[j][0] + pairs[j][1]).digest()
-            for j in todo
-        ]
+        digests = [hashlib.sha256(salt + bytes((len(d),)) + d + k).digest() for _, d, k in todo]
         hits = set(maybe_members(digests, self._filter, self._bytemap))
         self.counts["filtered"] += len(todo) - len(hits)
-        for x, j in enumerate(todo):
-            d, k = pairs[j]
+        for x, (j, d, k) in enumerate(todo):
             if x in hits:
                 out[j] = self._exact(d, k, at[j], cache)
             elif cache:
