@@ -40,6 +40,7 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 
 def _register() -> None:
     from lightnode.brokercli import broker
+    from lightnode.ledgercli import audit, ledger
     from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
     from lightnode.provisioncli import board, provision
@@ -55,6 +56,8 @@ def _register() -> None:
     main.add_command(operator)
     main.add_command(board)
     main.add_command(broker)
+    main.add_command(ledger)
+    main.add_command(audit)
 
 
 _register()

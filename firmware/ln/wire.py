@@ -170,3 +170,15 @@ CTY_NACK = "application/lightnode-nack+cbor"
 CTY_REGISTRY = "application/lightnode-registry+cbor"
 CTY_OPERATOR = "application/lightnode-operator+cbor"
 CTY_UPDATE = "application/lightnode-update+cbor"
+
+# A checkpoint (block header) payload: deterministic CBOR map with these
+# keys (docs/verification.md); devices check them in block acks.
+CP_VERSION = const(0)
+CP_CHAIN = const(1)
+CP_SIZE = const(2)
+CP_ROOT = const(3)
+CP_PREV = const(4)
+CP_TIME = const(5)
+CP_REGISTRY = const(6)
+CP_KEYS = (0, 1, 2, 3, 4, 5, 6)
+CHECKPOINT_VERSION = const(1)

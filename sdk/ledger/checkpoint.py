@@ -47,17 +47,16 @@ __all__ = [
     "verify_final",
 ]
 
-# Checkpoint payload map keys (docs/verification.md). Device code will need
-# them for block acks: they belong in firmware/ln/wire.py once that lands.
-CP_VERSION = 0
-CP_CHAIN = 1
-CP_SIZE = 2
-CP_ROOT = 3
-CP_PREV = 4
-CP_TIME = 5
-CP_REGISTRY = 6
-CP_KEYS = (CP_VERSION, CP_CHAIN, CP_SIZE, CP_ROOT, CP_PREV, CP_TIME, CP_REGISTRY)
-CHECKPOINT_VERSION = 1
+# Checkpoint payload map keys: one place, shared with the device (block acks).
+CP_VERSION = spec.CP_VERSION
+CP_CHAIN = spec.CP_CHAIN
+CP_SIZE = spec.CP_SIZE
+CP_ROOT = spec.CP_ROOT
+CP_PREV = spec.CP_PREV
+CP_TIME = spec.CP_TIME
+CP_REGISTRY = spec.CP_REGISTRY
+CP_KEYS = spec.CP_KEYS
+CHECKPOINT_VERSION = spec.CHECKPOINT_VERSION
 GENESIS = bytes(HASH_SIZE)  # ``prev`` of a chain's first checkpoint
 
 KIND_SEGMENT = "segment"
