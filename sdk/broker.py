@@ -155,6 +155,8 @@ def node_acl() -> list[str]:
         "topic read " + spec.TOPIC_TX % ("+", "+"),
         "topic write " + spec.TOPIC_ACK % ("+", "+"),
         "topic readwrite " + spec.TOPIC_FILTER % "+",
+        "topic readwrite " + spec.TOPIC_BLOCK % "+",
+        "topic readwrite " + spec.TOPIC_COSIG % "+",
     ]
 
 

@@ -153,6 +153,10 @@ REASONS = (
 TOPIC_TX = "ln/%s/%s/tx"  # % (segment, device hex)
 TOPIC_ACK = "ln/%s/%s/ack"  # % (segment, device hex)
 TOPIC_FILTER = "ln/%s/filter"  # % segment
+# Between full nodes only: the producer publishes each whole block, the
+# witnesses answer with their cosignatures.
+TOPIC_BLOCK = "ln/%s/block"  # % segment
+TOPIC_COSIG = "ln/%s/cosig"  # % segment
 
 # The full node's keys have separate roles; every object a node signs is a
 # COSE_Sign1 whose protected header also names its kind in label 3 (content
