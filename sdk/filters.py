@@ -3,16 +3,17 @@
 ``build`` makes a segment's filter for one epoch from the registered,
 unrevoked devices; ``sign`` makes the signed object the node publishes
 retained on ``ln/<segment>/filter``; ``filter_hash`` is what the registry
-chain commits. ``NodeCheck`` is the node's flood pre-check: the filter
-first, then the exact look-up, so a false positive costs one look-up and
-never admits anyone. ``fits`` says whether a board can take a filter.
+chain commits. ``NodeCheck`` is the node's check of a transaction's
+device: a verdict cache tied to the registry's state and the filter, then
+the filter, then the exact look-up, so a false positive costs one look-up
+and never admits anyone. ``fits`` says whether a board can take a filter.
 docs/bloom.md has the layout and the rules.
 
     >>> from lightnode import filters
     >>> f = filters.build(devices, epoch=7, not_after=1767225600, segment="feeder-7")
     >>> data = filters.sign(f, node_seed, kid=b"node-1/filter")
-    >>> check = filters.NodeCheck(registry_keys.get, f)
-    >>> check.check(device_id, public_key)
+    >>> check = filters.NodeCheck(reg, f)  # a lightnode.registry.Registry: its head is the stamp
+    >>> check.check(device_id, public_key, seq)
 """
 
 from __future__ import annotations
