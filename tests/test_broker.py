@@ -110,7 +110,8 @@ def test_acl_grants_each_device_its_own_topics_only():
                          "topic read " + wire.TOPIC_ACK % (SEG, A),
                          "topic read " + wire.TOPIC_FILTER % SEG]
     assert blocks[NODE] == ["topic read ln/+/+/tx", "topic write ln/+/+/ack",
-                            "topic readwrite ln/+/filter"]
+                            "topic readwrite ln/+/filter", "topic readwrite ln/+/block",
+                            "topic readwrite ln/+/cosig"]
     assert "pattern" not in text
 
 
