@@ -1,5 +1,7 @@
 """The ``lightnode`` command."""
 
+import importlib
+
 import click
 from lightnode import __version__, boards
 
@@ -58,6 +60,11 @@ def _register() -> None:
     main.add_command(broker)
     main.add_command(ledger)
     main.add_command(audit)
+    for module, name in (("nodecli", "node"), ("evidencecli", "evidence")):
+        try:  # the full node and evidence commands, as they land
+            main.add_command(getattr(importlib.import_module("lightnode." + module), name))
+        except ImportError:
+            pass
 
 
 _register()
