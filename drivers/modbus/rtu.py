@@ -16,6 +16,7 @@ of silence before each request.
 import array
 
 from . import RemoteProtocolError
+from .framebuf import FrameBuffer
 from .pdu import request_length, response_length
 
 try:
@@ -91,7 +92,7 @@ def encode(unit, pdu):
     return bytes(out)
 
 
-class RtuFramer:
+class RtuFramer(FrameBuffer):
     """Collects bytes from a line and cuts them into frames; one buffer, allocated here.
 
     ``feed`` takes bytes; ``response()`` / ``request()`` return ``(unit,
@@ -104,16 +105,7 @@ class RtuFramer:
     """
 
     def __init__(self):
-        self.buf = bytearray(MAX_ADU)
-        self.mv = memoryview(self.buf)
-        self.start = 0
-        self.end = 0
-
-    def reset(self):
-        self.start = self.end = 0
-
-    def pending(self):
-        return self.end - self.start
+        FrameBuffer.__init__(self, MAX_ADU)
 
     def skip(self, n):
         self.start = min(self.start + n, self.end)
@@ -122,36 +114,10 @@ class RtuFramer:
 
     def feed(self, data):
         k = len(data)
-        if self.end + k > MAX_ADU:
-            n = self.end - self.start
-            if n:
-                self.buf[0:n] = self.buf[self.start:self.end]
-            self.start, self.end = 0, n
-            if n + k > MAX_ADU:
-                self.reset()
-                raise RemoteProtocolError("more than %d bytes without a frame" % MAX_ADU)
-        self.mv[self.end:self.end + k] = data
-        self.end += k
-        return k
-
-    def window(self):
-        """The free buffer after the bytes held: read into it, then ``wrote(n)``.
-
-        ``feed`` without the copy, for a link's ``recv_into``.
-        """
-        n = self.end - self.start
-        if self.start:
-            if n:
-                self.buf[0:n] = self.buf[self.start:self.end]
-            self.start, self.end = 0, n
-        if n == MAX_ADU:
+        if self.end + k > MAX_ADU and self.compact() + k > MAX_ADU:
             self.reset()
             raise RemoteProtocolError("more than %d bytes without a frame" % MAX_ADU)
-        return self.mv[n:]
-
-    def wrote(self, n):
-        """``n`` bytes were read into the last ``window``."""
-        self.end += n
+        return self.put(data, k)
 
     def response(self, take=True):
         return self._frame(response_length, take)

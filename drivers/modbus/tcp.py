@@ -12,6 +12,7 @@ waiting for bytes that will never come.
 import struct
 
 from . import RemoteProtocolError
+from .framebuf import FrameBuffer
 from .pdu import MAX_PDU
 
 try:
@@ -34,7 +35,7 @@ def encode(tid, unit, pdu):
     return struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + bytes(pdu)
 
 
-class TcpFramer:
+class TcpFramer(FrameBuffer):
     """Cuts a TCP byte stream into ``(tid, unit, pdu)``; one buffer, allocated here.
 
     ``pdu`` is a memoryview into the buffer, valid until the next call.
@@ -44,51 +45,17 @@ class TcpFramer:
     """
 
     def __init__(self):
-        self.buf = bytearray(MAX_ADU)
-        self.mv = memoryview(self.buf)
-        self.start = 0
-        self.end = 0
-
-    def reset(self):
-        self.start = self.end = 0
-
-    def pending(self):
-        return self.end - self.start
+        FrameBuffer.__init__(self, MAX_ADU)
 
     def feed(self, data):
         k = len(data)
         if self.end + k > MAX_ADU:
-            n = self.end - self.start
-            if n:
-                self.buf[0:n] = self.buf[self.start:self.end]
-            self.start, self.end = 0, n
+            n = self.compact()
             if n + k > MAX_ADU:
                 # More than one frame's worth arrived at once: keep what fits,
                 # the caller comes back for the rest after taking a frame.
                 k = MAX_ADU - n
-                data = memoryview(data)[:k]
-        self.mv[self.end:self.end + k] = data
-        self.end += k
-        return k
-
-    def window(self):
-        """The free buffer after the bytes held: read into it, then ``wrote(n)``.
-
-        ``feed`` without the copy, for a link's ``recv_into``.
-        """
-        n = self.end - self.start
-        if self.start:
-            if n:
-                self.buf[0:n] = self.buf[self.start:self.end]
-            self.start, self.end = 0, n
-        if n == MAX_ADU:
-            self.reset()
-            raise RemoteProtocolError("more than %d bytes without a frame" % MAX_ADU)
-        return self.mv[n:]
-
-    def wrote(self, n):
-        """``n`` bytes were read into the last ``window``."""
-        self.end += n
+        return self.put(data, k)
 
     def frame(self):
         n = self.end - self.start
