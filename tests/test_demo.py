@@ -1,13 +1,12 @@
 """``lightnode demo``: the main job until the simulator lands, and what docs/quickstart.md promises of it."""
 
 import hashlib
-import os
 
 import pytest
+from _need import need
 from click.testing import CliRunner
 from lightnode import micropython as mp
 from lightnode.cli import main
-from lightnode.errors import HarnessError
 from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import CoseMessage
@@ -15,13 +14,7 @@ from pycose.messages import CoseMessage
 
 @pytest.fixture(autouse=True)
 def _micropython():
-    try:
-        mp.find_micropython()
-        mp.find_mpy_cross()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    need(mp.find_micropython, mp.find_mpy_cross)
 
 
 def test_demo_signs_on_device_and_output_checks_with_pycose(tmp_path):

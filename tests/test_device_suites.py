@@ -7,12 +7,11 @@ raise it with ``HEAP_KB = n`` for data-heavy vector files), and inside the
 """
 
 import ast
-import os
 from pathlib import Path
 
 import pytest
+from _need import need
 from lightnode import micropython as mp
-from lightnode.errors import HarnessError
 
 HERE = Path(__file__).resolve().parent
 DEVICE = HERE / "device"
@@ -31,12 +30,7 @@ def _settings(path):
 
 
 def _require(what):
-    try:
-        return what()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    return need(what)
 
 
 def _cases():

@@ -8,9 +8,9 @@ import time
 import tty
 
 import pytest
+from _need import need
 from lightnode import micropython as mp
 from lightnode.drivers import link
-from lightnode.errors import HarnessError
 
 
 def _server(script):
@@ -94,12 +94,7 @@ def test_tcp_and_pty_on_cpython():
 
 
 def test_tcp_and_pty_inside_the_unix_port():
-    try:
-        mp.find_micropython()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    need(mp.find_micropython)
     port = _server([b"hello", 0.6, b"late"])
     m, s = _pty()
     got = []

@@ -5,7 +5,6 @@ A test that needs a peer skips with the reason where it is missing, and
 fails where CI=true.
 """
 
-import os
 import socket
 import sys
 import threading
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _need import missing
 from lightnode.drivers.iec61850 import client, iso, mms
 from lightnode.drivers.iec61850.errors import (
     MmsLinkError,
@@ -30,9 +30,7 @@ URCB = "SIMMEAS/LLN0.RP.urcbMX01"
 
 
 def _need(reason):
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing(reason)
 
 
 @pytest.fixture(scope="module")

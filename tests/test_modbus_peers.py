@@ -11,6 +11,7 @@ import time
 import tty
 
 import pytest
+from _need import need
 from lightnode import micropython as mp
 from lightnode.drivers import link
 from lightnode.drivers.modbus import (
@@ -25,7 +26,6 @@ from lightnode.drivers.modbus import (
     tap,
     tcp,
 )
-from lightnode.errors import HarnessError
 from lightnode.probe_modbus import run_on_device
 from lightnode.simulator.modbus_server import MeterServer, PtyBus, ScadaPoller, load_map
 
@@ -34,12 +34,7 @@ READS = [p["read"] for p in METER["points"]]
 
 
 def _require(what):
-    try:
-        return what()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    return need(what)
 
 
 def _every_function(m, unit=1):

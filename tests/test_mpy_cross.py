@@ -4,34 +4,17 @@ Boards run precompiled ``.mpy`` files (STYLE.md practice 7); an mpy-cross
 of another MicroPython release emits a format the firmware cannot load.
 """
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from _need import need
 from lightnode import micropython as mp
-from lightnode.errors import HarnessError
 
 LN = Path(__file__).resolve().parents[1] / "firmware" / "ln"
 
 
-def _mpy_cross():
-    try:
-        return mp.find_mpy_cross()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-
-
 def test_firmware_precompiles_and_loads(tmp_path):
-    exe = _mpy_cross()
-    try:
-        mp.find_micropython()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    exe = need(mp.find_micropython, mp.find_mpy_cross)
     out = tmp_path / "ln"
     out.mkdir()
     modules = sorted(p for p in LN.glob("*.py"))

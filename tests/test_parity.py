@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 import pytest
+from _need import need
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lightnode import micropython as mp
 from lightnode import readings, wire
-from lightnode.errors import HarnessError
 from lightnode.firmware.ln import ed25519 as dev_ed25519
 from lightnode.firmware.ln import readings as dev_readings
 from lightnode.firmware.ln import txn as dev_txn
@@ -188,12 +187,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[dict]]:
 
 
 def _need(what: Any) -> None:
-    try:
-        what()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    need(what)
 
 
 @pytest.mark.parametrize("port", ["unix", "wasm"])

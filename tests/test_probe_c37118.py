@@ -4,14 +4,13 @@ and the same read inside MicroPython with --on micropython."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import pytest
+from _need import need
 from click.testing import CliRunner
 from lightnode import micropython as mp
 from lightnode.cli import main
-from lightnode.errors import HarnessError
 from lightnode.simulator.pmu_server import PmuServer
 
 T0 = 1767225600_000000
@@ -74,12 +73,7 @@ def test_refused_and_protocol_error():
 
 @pytest.mark.micropython
 def test_on_micropython():
-    try:
-        mp.find_micropython()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    need(mp.find_micropython)
     with PmuServer(fmt="int-rect", speed=20, t0_us=T0, extras=True) as pmu:
         here = _probe(_addr(pmu), "--idcode", 7, "--frames", 3, "--json")
     with PmuServer(fmt="int-rect", speed=20, t0_us=T0, extras=True) as pmu:

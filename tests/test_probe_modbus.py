@@ -1,15 +1,14 @@
 """``lightnode probe modbus`` against a pymodbus server: reads, tap, JSON, errors, and inside the unix port."""
 
 import json
-import os
 import socket
 import threading
 
 import pytest
+from _need import need
 from click.testing import CliRunner
 from lightnode import micropython as mp
 from lightnode.cli import main
-from lightnode.errors import HarnessError
 from lightnode.simulator.modbus_server import MeterServer, PtyBus, ScadaPoller
 
 
@@ -115,13 +114,7 @@ def test_tap_lists_pairs():
 
 
 def _need_micropython():
-    try:
-        mp.find_micropython()
-        mp.find_mpy_cross()
-    except HarnessError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    need(mp.find_micropython, mp.find_mpy_cross)
 
 
 @pytest.mark.micropython
