@@ -112,7 +112,7 @@ OA_ARGS = 2
 _NODE_MAY = frozenset((A_DEVICE_QUARANTINE,))
 
 OPERATOR_ID_BYTES = 8
-KID_BYTES = 8
+KID_BYTES = spec.KID_BYTES
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 _NODE_NAME = _NAME
 _TEXT_LIMIT = 256

@@ -233,6 +233,18 @@ class Config:
         self.pointmap = pointmap  # lightnode.drivers.pointmap.PointMap
         self.nodes = nodes  # role -> [32-byte public keys]
 
+    def node_keys(self):
+        """``{kid: (public key, roles)}`` of the configured node keys, as signed objects name them."""
+        import hashlib
+
+        out = {}
+        for role, keys in self.nodes.items():
+            for key in keys:
+                kid = hashlib.sha256(key).digest()[:wire.KID_BYTES]
+                pk, roles = out.get(kid, (key, ()))
+                out[kid] = (pk, roles + (role,))
+        return out
+
     def __repr__(self):  # never the password
         return "<Config %s %s %s://%s:%d>" % (
             _hex(self.device), self.segment, self.broker_scheme, self.broker_host, self.broker_port)

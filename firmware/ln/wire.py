@@ -111,7 +111,10 @@ MAX_DEVICE_ID = const(32)  # bytes
 MAX_SEGMENT = const(32)  # characters, [a-z0-9-]
 ED25519_SIG_BYTES = const(64)
 ED25519_KEY_BYTES = const(32)
-ED448_KEY_BYTES = const(57)  # an Ed448 key is refused as unsupported-alg
+ED448_KEY_BYTES = const(57)
+# A node's or operator's key is named (kid) by the first KID_BYTES bytes of
+# SHA-256 of its public key; a device's kid is its device id.
+KID_BYTES = const(8)  # an Ed448 key is refused as unsupported-alg
 HASH_BYTES = const(32)
 
 # Why a transaction or COSE object was refused. Device and SDK raise

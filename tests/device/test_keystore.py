@@ -202,6 +202,12 @@ def test_install_and_load_config():
         assert cfg.broker_tls and cfg.username == dev and cfg.password == PASSWORD
         assert cfg.pointmap.digest() == _digest() and len(cfg.pointmap) == 1
         assert cfg.nodes["ack"] == [binascii.unhexlify(NODE_KEY)]
+        # by kid, as signed filters and acks name their signer: one key, both roles
+        import hashlib
+
+        key = binascii.unhexlify(NODE_KEY)
+        kid = hashlib.sha256(key).digest()[:8]
+        assert cfg.node_keys() == {kid: (key, ("ack", "checkpoint"))}
         assert PASSWORD not in repr(cfg)
 
 
