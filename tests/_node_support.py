@@ -135,8 +135,13 @@ class Device:
         return data
 
 
-def make_registry(path: Path, devices: list[Device], node: str = "node-a",
-                  ack_seed: bytes = b"\x0a" * 32, cp_seed: bytes = b"\x0c" * 32) -> registry.Registry:
+def make_registry(
+    path: Path,
+    devices: list[Device],
+    node: str = "node-a",
+    ack_seed: bytes = b"\x0a" * 32,
+    cp_seed: bytes = b"\x0c" * 32,
+) -> registry.Registry:
     """A registry file with an admin, the devices, and the node's checkpoint and ack keys."""
     reg = registry.open_registry(str(path))
     admin_seed = b"\xad" * 32
@@ -147,3 +152,103 @@ def make_registry(path: Path, devices: list[Device], node: str = "node-a",
     reg.add_node_key(node, "checkpoint", keys.public_key(cp_seed), admin)
     reg.add_node_key(node, "ack", keys.public_key(ack_seed), admin)
     return reg
+
+
+NODE_NAME = "node-a"
+ACK_SEED, CP_SEED = b"\x0a" * 32, b"\x0c" * 32
+
+
+def write_key_file(path: Path) -> Path:
+    import json
+
+    path.write_text(
+        json.dumps({"node": NODE_NAME, "checkpoint": CP_SEED.hex(), "ack": ACK_SEED.hex()})
+    )
+    return path
+
+
+def node_kids() -> dict[str, bytes]:
+    return {
+        "checkpoint": registry.key_id(keys.public_key(CP_SEED)),
+        "ack": registry.key_id(keys.public_key(ACK_SEED)),
+    }
+
+
+class NodeProcess:
+    """``lightnode node`` in a child process, against a broker port, a store and a registry file."""
+
+    def __init__(
+        self, tmp: Path, port: int, store: str, reg_path: Path, segment: str = SEGMENT, *extra: str
+    ) -> None:
+        self.tmp = tmp
+        self.stats_path = tmp / "node-stats.json"
+        self.key_file = write_key_file(tmp / "node-keys.json")
+        self.args = [
+            __import__("sys").executable,
+            "-c",
+            "from lightnode.cli import main; main()",
+            "node",
+            "--segment",
+            segment,
+            "--broker",
+            "mqtt://127.0.0.1:%d" % port,
+            "--store",
+            store,
+            "--registry",
+            str(reg_path),
+            "--key-file",
+            str(self.key_file),
+            "--stats-file",
+            str(self.stats_path),
+            "--block-age-ms",
+            "200",
+            *extra,
+        ]
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = open(self.tmp / ("node-%d.log" % self.runs), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.stats().get("subscribed"):
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail("node exited: %s" % self.log())
+            if time.monotonic() > deadline:
+                pytest.fail("node not subscribed within %.0f s: %s" % (timeout, self.log()))
+            time.sleep(0.05)
+
+    def stats(self) -> dict:
+        import json
+
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def log(self) -> str:
+        return "\n".join(
+            (self.tmp / ("node-%d.log" % i)).read_text(errors="replace")
+            for i in range(1, self.runs + 1)
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode

@@ -265,7 +265,9 @@ class Transport:
         self.clean_session = clean_session
         self.keepalive = keepalive
         self._subs: list[tuple[str, int, Handler | None, BatchHandler | None]] = []
-        self._outbox: deque[tuple[int, str, bytes, int, bool]] = deque()  # (pid, topic, payload, qos, retain)
+        self._outbox: deque[tuple[int, str, bytes, int, bool]] = (
+            deque()
+        )  # (pid, topic, payload, qos, retain)
         self._inflight: dict[int, tuple[str, bytes, bool]] = {}
         self._next_pid = 0
         self._link: _Link | None = None
@@ -278,6 +280,7 @@ class Transport:
         self.dropped = 0
         self.last_error = ""
         self.received = 0
+        self.subacks = 0  # SUBACKs received: a subscription is in place once its SUBACK is
 
     @classmethod
     def from_url(cls, url: str, client_id: str, **kw: Any) -> Transport:
@@ -394,7 +397,9 @@ class Transport:
             raise MqttError("broker refused CONNECT: return code %d" % rc)
         self._link = link
         if self._subs:
-            link.transport.write(encode_subscribe(self._pid(), [(t, q) for t, q, _, _ in self._subs]))
+            link.transport.write(
+                encode_subscribe(self._pid(), [(t, q) for t, q, _, _ in self._subs])
+            )
         # what the broker never acknowledged goes again, then what waited for a link
         for pid, (topic, payload, retain) in self._inflight.items():
             link.transport.write(encode_publish(topic, payload, 1, pid, retain, dup=True))
@@ -463,7 +468,9 @@ class Transport:
             self._inflight[pid] = (topic, payload, retain)
         link.transport.write(encode_publish(topic, payload, qos, pid, retain))
 
-    def _subscribe(self, topic: str, qos: int, handler: Handler | None, batch: BatchHandler | None) -> None:
+    def _subscribe(
+        self, topic: str, qos: int, handler: Handler | None, batch: BatchHandler | None
+    ) -> None:
         self._subs.append((topic, qos, handler, batch))
         link = self._link
         if link is not None and link.transport is not None:
@@ -504,9 +511,11 @@ class Transport:
                 if not link.connack.done():
                     link.connack.set_result(body[1])
             elif kind in (SUBACK, PINGRESP):
-                if kind == SUBACK and b"\x80" in body[2:]:
-                    self.errors += 1
-                    self.last_error = "broker refused a subscription"
+                if kind == SUBACK:
+                    self.subacks += 1
+                    if b"\x80" in body[2:]:
+                        self.errors += 1
+                        self.last_error = "broker refused a subscription"
             else:
                 raise MqttError("unexpected packet type %d" % kind)
         if acks and link.transport is not None:

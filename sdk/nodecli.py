@@ -1,0 +1,264 @@
+"""``lightnode node``: run the full node of one segment (ingest, validation, NACKs, blocks).
+
+One process per segment. It subscribes to ``ln/<segment>/+/tx`` (QoS1,
+persistent session) on the broker, checks each transaction, commits what
+is authentic to the segment chain in signed blocks, and NACKs the rest.
+
+The node's role keys live in one JSON file (``--key-file``, mode 0600):
+``{"node": NAME, "checkpoint": SEED_HEX, "ack": SEED_HEX}``. ``--new-keys``
+writes one and prints the public keys an admin registers
+(``Registry.add_node_key(NAME, role, key, admin)``); the node refuses to
+run with keys the registry does not hold for it. A key's kid (in
+checkpoints, NACKs, acks and the auditor's key map) is the registry's
+``key_id``: the first 8 bytes of SHA-256 of the public key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+BLOCK_ENTRIES = 1024
+BLOCK_AGE_MS = 1000
+
+
+def read_node_keys(path: str) -> dict[str, Any]:
+    """The key file: node name and one 32-byte seed per role (checkpoint, ack)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        keys = {"node": str(raw["node"])}
+        for role in ("checkpoint", "ack"):
+            seed = bytes.fromhex(raw[role])
+            if len(seed) != 32:
+                raise ValueError("%s seed: 32 bytes expected" % role)
+            keys[role] = seed  # type: ignore[assignment]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise click.ClickException("key file %s: %s" % (path, e)) from e
+    return keys
+
+
+def write_node_keys(path: str, node: str) -> dict[str, bytes]:
+    from lightnode import keys
+
+    seeds = {role: keys.generate_seed() for role in ("checkpoint", "ack")}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"node": node, **{r: s.hex() for r, s in seeds.items()}}, f)
+    return {r: keys.public_key(s) for r, s in seeds.items()}
+
+
+@click.command("node")
+@click.option(
+    "--segment",
+    required=True,
+    help="The network segment this node serves (one process per segment).",
+)
+@click.option(
+    "--broker",
+    default="embedded",
+    show_default=True,
+    help="mqtt://[user:password@]host:port, or 'embedded' (amqtt in this process, 127.0.0.1).",
+)
+@click.option(
+    "--embedded-port", default=1883, show_default=True, help="Port of the embedded broker."
+)
+@click.option(
+    "--store",
+    "store_url",
+    default="sqlite:///ledger.db",
+    show_default=True,
+    help="Ledger store: sqlite:///path (WAL) or postgresql://...[?schema=NAME].",
+)
+@click.option("--registry", "registry_path", required=True, help="The registry (SQLite file).")
+@click.option("--key-file", required=True, help="The node's role keys (JSON, see above).")
+@click.option(
+    "--new-keys",
+    "new_keys",
+    metavar="NODE",
+    help="Write a new key file for node NODE, print its public keys, exit.",
+)
+@click.option("--client-id", help="MQTT client id (default: lightnode-<segment>-<node>).")
+@click.option(
+    "--block-entries",
+    default=BLOCK_ENTRIES,
+    show_default=True,
+    help="Cut a block at this many entries.",
+)
+@click.option(
+    "--block-age-ms",
+    default=BLOCK_AGE_MS,
+    show_default=True,
+    help="... or when its first entry is this old.",
+)
+@click.option(
+    "--reorder-timeout-ms",
+    default=2000,
+    show_default=True,
+    help="How long an out-of-order transaction waits for the gap before it to close.",
+)
+@click.option(
+    "--nack-per-s", default=5.0, show_default=True, help="NACKs per second per source (sustained)."
+)
+@click.option("--nack-burst", default=20.0, show_default=True, help="NACKs per source in a burst.")
+@click.option("--stats-file", help="Write the node's counters here (JSON) every second.")
+@click.option(
+    "--witness",
+    is_flag=True,
+    help="Run as a witness (lightnode.node.witness) instead of a producer.",
+)
+@click.option("-v", "--verbose", is_flag=True)
+def node(
+    segment: str,
+    broker: str,
+    embedded_port: int,
+    store_url: str,
+    registry_path: str,
+    key_file: str,
+    new_keys: str | None,
+    client_id: str | None,
+    block_entries: int,
+    block_age_ms: int,
+    reorder_timeout_ms: int,
+    nack_per_s: float,
+    nack_burst: float,
+    stats_file: str | None,
+    witness: bool,
+    verbose: bool,
+) -> None:
+    """Run the full node of one segment: check every transaction, commit the authentic, NACK the rest."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if new_keys:
+        try:
+            pub = write_node_keys(key_file, new_keys)
+        except FileExistsError as e:
+            raise click.ClickException("%s exists: not overwritten" % key_file) from e
+        for role, key in pub.items():
+            click.echo("%s %s %s" % (new_keys, role, key.hex()))
+        return
+    if witness:
+        from lightnode.node import witness as w  # the witness engineer's module
+
+        w.run(
+            segment=segment,
+            broker=broker,
+            store=store_url,
+            registry=registry_path,
+            key_file=key_file,
+        )
+        return
+    try:
+        asyncio.run(
+            _main(
+                segment,
+                broker,
+                embedded_port,
+                store_url,
+                registry_path,
+                key_file,
+                client_id,
+                block_entries,
+                block_age_ms,
+                reorder_timeout_ms,
+                nack_per_s,
+                nack_burst,
+                stats_file,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+async def _main(
+    segment: str,
+    broker: str,
+    embedded_port: int,
+    store_url: str,
+    registry_path: str,
+    key_file: str,
+    client_id: str | None,
+    block_entries: int,
+    block_age_ms: int,
+    reorder_timeout_ms: int,
+    nack_per_s: float,
+    nack_burst: float,
+    stats_file: str | None,
+) -> None:
+    import contextlib
+
+    from lightnode import keys, registry
+    from lightnode.errors import LightnodeError
+    from lightnode.ledger.chain import Ledger
+    from lightnode.ledger.store import open_store
+    from lightnode.node.embedded import embedded_broker
+    from lightnode.node.ingest import Ingest
+    from lightnode.node.mqtt import Transport
+    from lightnode.node.service import Node
+
+    k = read_node_keys(key_file)
+    name = k["node"]
+    try:
+        reg = registry.open_registry(registry_path)
+    except LightnodeError as e:
+        raise click.ClickException("registry %s: %s" % (registry_path, e)) from e
+    kids = {}
+    for role in ("checkpoint", "ack"):
+        pub = keys.public_key(k[role])
+        if reg.node_key_for(name, role, registry.now_us()) != pub:
+            raise click.ClickException(
+                "the registry holds no current %s key %s of node %s: register it first"
+                % (role, pub.hex(), name)
+            )
+        kids[role] = registry.key_id(pub)
+    try:
+        store = open_store(store_url)
+    except (LightnodeError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    ledger = Ledger(
+        store,
+        k["checkpoint"],
+        kids["checkpoint"],
+        block_entries=block_entries,
+        block_age_us=block_age_ms * 1000,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if broker == "embedded":
+            port = await stack.enter_async_context(embedded_broker(embedded_port))
+            broker = "mqtt://127.0.0.1:%d" % port
+        transport = Transport.from_url(
+            broker, client_id or "lightnode-%s-%s" % (segment, name), clean_session=False
+        )
+        ingest = Ingest(
+            ledger,
+            reg,
+            segment,
+            k["ack"],
+            kids["ack"],
+            transport.publish,
+            reorder_timeout_us=reorder_timeout_ms * 1000,
+            nack_per_s=nack_per_s,
+            nack_burst=nack_burst,
+            nack_all_per_s=max(500.0, nack_per_s),
+        )
+        n = Node(transport, ingest, stats_path=stats_file)
+        print(
+            "node %s: segment %s, broker %s, store %s" % (name, segment, broker, store_url),
+            file=sys.stderr,
+            flush=True,
+        )
+        await n.run(stop)
+    store.close()
