@@ -24,12 +24,15 @@ def _until(cond, timeout=WAIT):
 
 
 def test_parser_whole_and_one_byte_at_a_time():
-    stream = (mqtt.encode_publish("ln/a/b/tx", b"x" * 300, 1, 7)
-              + mqtt.encode_pubacks([1, 2]) + mqtt.encode_publish("t", b"", 0))
+    stream = (
+        mqtt.encode_publish("ln/a/b/tx", b"x" * 300, 1, 7)
+        + mqtt.encode_pubacks([1, 2])
+        + mqtt.encode_publish("t", b"", 0)
+    )
     whole = mqtt.Parser().feed(stream)
     p, bytewise = mqtt.Parser(), []
     for i in range(len(stream)):
-        bytewise += p.feed(stream[i:i + 1])
+        bytewise += p.feed(stream[i : i + 1])
     assert whole == bytewise and len(whole) == 4
     m = mqtt.decode_publish(whole[0][1], whole[0][2])
     assert (m.topic, m.payload, m.qos, m.pid) == ("ln/a/b/tx", b"x" * 300, 1, 7)
