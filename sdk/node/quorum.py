@@ -1,0 +1,354 @@
+"""The producer's side of the quorum: publish each whole block, gather cosignatures, ack when final.
+
+After each cut the node calls ``Producer.on_block(signed_checkpoint)``;
+the producer publishes the block (its signed checkpoint, the consistency
+proof from the block before, and its entries' bytes, in chunks of at most
+``chunk_bytes``) on ``ln/<segment>/block``. Witnesses answer on
+``ln/<segment>/cosig``; the node routes those to ``on_cosig``. When a
+block turns final (the producer and one witness), every device in it gets
+one cumulative ack on ``ln/<segment>/<device>/ack``. A redelivered
+transaction already in a final block is acked again, with the same bytes
+(``reack``). A witness that missed blocks (stopped, restarted) is sent
+them again, oldest first, with a backoff while it stays silent.
+
+    p = Producer(ledger, transport, "seg-1", ack_seed, ack_kid)
+    transport.subscribe(wire.TOPIC_COSIG % "seg-1", lambda t, m: p.on_cosig(m))
+    for signed in ledger.cut_due():
+        p.on_block(signed)
+
+The block message (docs/acks.md) is a deterministic CBOR map::
+
+    {0: 1, 1: signed checkpoint, 2: first index of the block, 3: [consistency proof],
+     4: chunk number, 5: chunks, 6: first index of this chunk, 7: [entry bytes, ...]}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lightnode import wire
+from lightnode.errors import WireError
+from lightnode.firmware.ln import wire as spec
+from lightnode.ledger import checkpoint as cp
+from lightnode.ledger.chain import Ledger
+from lightnode.ledger.errors import CheckpointError, LedgerError
+from lightnode.ledger.store import Block, Entry
+from lightnode.node import acks
+
+__all__ = ["BlockMessage", "Producer", "block_messages", "decode_block_message"]
+
+log = logging.getLogger("lightnode.node.quorum")
+
+BLOCK_VERSION = 1
+B_VERSION, B_CHECKPOINT, B_START, B_CONSISTENCY, B_CHUNK, B_CHUNKS, B_FIRST, B_ENTRIES = range(8)
+BLOCK_KEYS = tuple(range(8))
+CHUNK_BYTES = 256 * 1024  # under the node transport's packet limit, with room for the rest
+MAX_CHUNKS = 4096
+CATCHUP_BLOCKS = 4  # blocks sent again to a lagging witness per cut
+CATCHUP_BACKOFF_MAX = 16  # cuts between tries, at most, while it stays silent
+
+
+class Transport(Protocol):
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
+
+    def subscribe(
+        self, topic: str, handler: Callable[[str, bytes], None], qos: int = 1
+    ) -> None: ...
+
+
+# -- the block message ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockMessage:
+    checkpoint: bytes
+    start: int
+    consistency: tuple[bytes, ...]
+    chunk: int
+    chunks: int
+    first: int
+    entries: tuple[bytes, ...]
+
+
+def block_messages(
+    signed: bytes,
+    start: int,
+    consistency: list[bytes],
+    entries: list[bytes],
+    chunk_bytes: int = CHUNK_BYTES,
+) -> list[bytes]:
+    """A block as one or more messages, each under ``chunk_bytes`` (an entry is never split)."""
+    groups: list[tuple[int, list[bytes]]] = []
+    group: list[bytes] = []
+    first, size = start, 0
+    for i, e in enumerate(entries):
+        if group and size + len(e) + 8 > chunk_bytes:
+            groups.append((first, group))
+            first, group, size = start + i, [], 0
+        group.append(bytes(e))
+        size += len(e) + 8
+    groups.append((first, group))
+    if len(groups) > MAX_CHUNKS:
+        raise ValueError("a block of %d chunks" % len(groups))
+    return [
+        wire.encode(
+            {
+                B_VERSION: BLOCK_VERSION,
+                B_CHECKPOINT: bytes(signed),
+                B_START: start,
+                B_CONSISTENCY: list(consistency),
+                B_CHUNK: n,
+                B_CHUNKS: len(groups),
+                B_FIRST: f,
+                B_ENTRIES: g,
+            }
+        )
+        for n, (f, g) in enumerate(groups)
+    ]
+
+
+class BlockError(ValueError):
+    """A block message that is not one."""
+
+
+def decode_block_message(data: bytes) -> BlockMessage:
+    """One block message, shape checked (the checkpoint's signature is the witness's job)."""
+    try:
+        m = wire._load(bytes(data), wire.TAGS_NONE)
+    except WireError as e:
+        raise BlockError("block message: %s" % e) from None
+    if type(m) is not dict or sorted(m) != list(BLOCK_KEYS) or m[B_VERSION] != BLOCK_VERSION:
+        raise BlockError("block message: a map of keys 0-7, version 1, expected")
+    ints = (m[B_START], m[B_CHUNK], m[B_CHUNKS], m[B_FIRST])
+    if (
+        not all(type(x) is int and x >= 0 for x in ints)
+        or not m[B_CHUNK] < m[B_CHUNKS] <= MAX_CHUNKS
+    ):
+        raise BlockError("block message: start, chunk, chunks, first")
+    cons, ents = m[B_CONSISTENCY], m[B_ENTRIES]
+    if type(m[B_CHECKPOINT]) is not bytes or type(cons) is not list or type(ents) is not list:
+        raise BlockError("block message: checkpoint, consistency or entries")
+    if not all(type(h) is bytes and len(h) == spec.HASH_BYTES for h in cons) or len(cons) > 64:
+        raise BlockError("block message: consistency proof")
+    if not all(type(e) is bytes for e in ents):
+        raise BlockError("block message: entries are byte strings")
+    return BlockMessage(
+        m[B_CHECKPOINT], m[B_START], tuple(cons), m[B_CHUNK], m[B_CHUNKS], m[B_FIRST], tuple(ents)
+    )
+
+
+# -- the producer ---------------------------------------------------------------------
+
+
+@dataclass
+class _Lag:
+    height: int = 0  # the last height it cosigned
+    wait: int = 0  # cuts until the next try
+    backoff: int = 1
+
+
+class Producer:
+    """Publishes a ledger's blocks, keeps witnesses' cosignatures, and acks final blocks.
+
+    ``ledger`` is the node's ``Ledger`` (its ``witnesses`` and ``quorum``
+    say what is final); ``ack_seed``/``ack_kid`` the node's ack key. All
+    calls take ``lock`` (the node's, if it touches the ledger from other
+    threads; else one of our own).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        segment: str,
+        ack_seed: bytes,
+        ack_kid: bytes,
+        chunk_bytes: int = CHUNK_BYTES,
+        lock: Any = None,
+    ) -> None:
+        self.ledger = ledger
+        self.store = ledger.store
+        self.transport = transport
+        self.segment = segment
+        self.chain = cp.SEGMENT_PREFIX + segment
+        cp.chain_kind(self.chain)
+        self._ack_seed = bytes(ack_seed)
+        self.ack_kid = bytes(ack_kid)
+        self.chunk_bytes = chunk_bytes
+        self.lock = lock if lock is not None else threading.RLock()
+        self._acks: dict[bytes, tuple[int, bytes]] = {}  # device -> (seq, ack bytes): re-acks
+        self._lag: dict[bytes, _Lag] = {}
+        self._sizes: dict[str, dict[int, int]] = {}
+        self.sent_blocks = 0
+        self.acks_sent = 0
+        self.refused = 0
+        self.forks = 0
+
+    # -- blocks out -------------------------------------------------------------------
+
+    def on_block(self, signed_checkpoint: bytes | cp.Signed, block: Any = None) -> None:
+        """Publish the block just cut (its checkpoint is in the store), after what a lagging witness misses."""
+        raw = (
+            signed_checkpoint.raw if isinstance(signed_checkpoint, cp.Signed) else signed_checkpoint
+        )
+        s = cp.decode(bytes(raw))
+        with self.lock:
+            b = self.store.block_at_size(s.checkpoint.chain, s.checkpoint.size)
+            if b is None or b.signed != s.raw:
+                raise LedgerError("on_block: the checkpoint is not a stored block")
+            self._sizes.setdefault(b.chain, {})[b.height] = b.size
+            self._catch_up(b)
+            self._publish_block(b)
+
+    def _publish_block(self, b: Block) -> None:
+        start, entries = self._entries(b)
+        tree = self.ledger.chain(b.chain).tree
+        proof = tree.consistency_proof(start, b.size) if start else []
+        topic = spec.TOPIC_BLOCK % self.segment
+        for msg in block_messages(
+            b.signed, start, proof, [e.data for e in entries], self.chunk_bytes
+        ):
+            self.transport.publish(topic, msg, qos=1)
+        self.sent_blocks += 1
+
+    def _entries(self, b: Block) -> tuple[int, list[Entry]]:
+        before = self._block_at_height(b.chain, b.height - 1)
+        start = before.size if before else 0
+        return start, list(self.store.entries(chain=b.chain, start=start, end=b.size))
+
+    def _block_at_height(self, chain: str, height: int) -> Block | None:
+        """A block by height: sizes are kept once read (they never change), the block read fresh."""
+        if height < 1:
+            return None
+        sizes = self._sizes.setdefault(chain, {})
+        if height not in sizes:  # once after a start, then one block per cut
+            for blk in self.store.blocks(chain):
+                sizes[blk.height] = blk.size
+        size = sizes.get(height)
+        return None if size is None else self.store.block_at_size(chain, size)
+
+    def _catch_up(self, new: Block) -> None:
+        """Send again the oldest blocks a witness has not cosigned, with a backoff while it is silent."""
+        for kid in sorted(self.ledger.witnesses):
+            lag = self._lag.setdefault(kid, _Lag(self._last_cosigned(new.chain, kid, new.height)))
+            if lag.height >= new.height - 1:
+                lag.wait, lag.backoff = 0, 1
+                continue
+            if lag.wait > 0:
+                lag.wait -= 1
+                continue
+            blocks = [b for b in self.store.blocks(new.chain) if lag.height < b.height < new.height]
+            for b in blocks[:CATCHUP_BLOCKS]:
+                self._publish_block(b)
+            lag.wait = lag.backoff
+            lag.backoff = min(lag.backoff * 2, CATCHUP_BACKOFF_MAX)
+
+    def _last_cosigned(self, chain: str, kid: bytes, height: int) -> int:
+        """The last height below ``height`` that ``kid`` cosigned (looked at once per witness, 256 back)."""
+        for h in range(height - 1, max(height - 257, 0), -1):
+            if any(k == kid for k, _ in self.store.cosignatures(chain, h)):
+                return h
+        return max(height - 257, 0)
+
+    # -- cosignatures in --------------------------------------------------------------
+
+    def on_cosig(self, payload: bytes) -> bool:
+        """Keep one witness's cosignature; True when it made its block final (the acks are then sent)."""
+        try:
+            w = cp.decode(bytes(payload))
+        except CheckpointError as e:
+            self.refused += 1
+            log.warning("cosignature refused: %s", e)
+            return False
+        with self.lock:
+            b = self.store.block_at_size(w.checkpoint.chain, w.checkpoint.size)
+            was_final = b is not None and b.final
+            try:
+                final = self.ledger.add_cosignature(bytes(payload))
+            except CheckpointError as e:
+                if e.reason == "checkpoint-fork":
+                    self.forks += 1
+                    log.error("FORK ALARM: %s (kid %s)", e, w.kid.hex())
+                else:
+                    self.refused += 1
+                    log.warning("cosignature refused: %s", e)
+                return False
+            assert b is not None
+            lag = self._lag.get(w.kid)
+            if lag is not None and b.height > lag.height:
+                lag.height, lag.wait, lag.backoff = b.height, 0, 1
+            if final and not was_final:
+                self._send_acks(self.store.block_at_size(b.chain, b.size) or b)
+                return True
+            return False
+
+    # -- acks -------------------------------------------------------------------------
+
+    def _send_acks(self, b: Block) -> None:
+        if cp.chain_kind(b.chain) != cp.KIND_SEGMENT:
+            return
+        _, entries = self._entries(b)
+        for e in _highest_per_device(entries).values():
+            self._ack(b, e, cache=True)
+
+    def _ack(self, b: Block, e: Entry, cache: bool) -> bytes:
+        assert e.device is not None and e.seq is not None and e.tx_id is not None
+        cosigs = [s for _, s in self.store.cosignatures(b.chain, b.height)]
+        path = self.ledger.chain(b.chain).tree.inclusion_proof(e.index, b.size)
+        data = acks.make_ack(
+            self._ack_seed,
+            self.ack_kid,
+            e.device,
+            e.seq,
+            e.tx_id,
+            b.signed,
+            cosigs,
+            e.index,
+            b.size,
+            path,
+        )
+        if cache:
+            held = self._acks.get(e.device)
+            if held is None or held[0] <= e.seq:
+                self._acks[e.device] = (e.seq, data)
+        self.transport.publish(spec.TOPIC_ACK % (self.segment, e.device.hex()), data, qos=1)
+        self.acks_sent += 1
+        return data
+
+    def reack(self, device_id: bytes, seq: int) -> bool:
+        """Ack again a redelivered transaction already in a final block; False if its block is not final yet."""
+        with self.lock:
+            held = self._acks.get(device_id)
+            if held is not None and held[0] >= seq:
+                e0 = self.store.entry_by_seq(self.chain, device_id, seq)
+                if e0 is not None:
+                    self.transport.publish(
+                        spec.TOPIC_ACK % (self.segment, device_id.hex()), held[1], qos=1
+                    )
+                    self.acks_sent += 1
+                    return True
+            e = self.store.entry_by_seq(self.chain, device_id, seq)
+            if e is None or e.height is None:
+                return False
+            b = self._block_at_height(self.chain, e.height)
+            if b is None or not b.final:
+                return False
+            _, entries = self._entries(b)
+            top = _highest_per_device(entries)[device_id]
+            self._ack(b, top, cache=True)
+            return True
+
+
+def _highest_per_device(entries: list[Entry]) -> Mapping[bytes, Entry]:
+    out: dict[bytes, Entry] = {}
+    for e in entries:
+        if e.device is None or e.seq is None:
+            continue
+        held = out.get(e.device)
+        if held is None or (held.seq is not None and e.seq > held.seq):
+            out[e.device] = e
+    return out
