@@ -10,6 +10,7 @@ then ``lightnode-ledger.db``.
     lightnode ledger tx --device 4c4e0001a5c3e701 --since 2025-01-01T00:00Z --kind event
     lightnode ledger flags --since 2025-01-01
     lightnode audit --store postgresql://127.0.0.1/ledger --keys keys.json
+    lightnode audit --store ledger.db --registry registry.db
 """
 
 from __future__ import annotations
@@ -260,23 +261,43 @@ def load_keys(path: str) -> dict[bytes, bytes]:
 @click.option(
     "--keys",
     "keys_path",
-    required=True,
     type=click.Path(dir_okay=False, exists=True),
     help="JSON map: key id hex (devices, nodes, witnesses) -> Ed25519 public key hex.",
 )
+@click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Registry file: device keys by sequence number, node checkpoint keys by time.",
+)
 @_json_option
-def audit(store_url: str, keys_path: str, as_json: bool) -> None:
+def audit(store_url: str, keys_path: str | None, registry_path: str | None, as_json: bool) -> None:
     """Re-verify a whole ledger store offline; exit 1 naming every failure.
 
     Transactions (decoding and signatures), leaf hashes, each chain's tree
     against each checkpoint, checkpoint signatures and the chain of previous
     header hashes, cosignatures and finality, the general chain's leaves,
-    and the evidence behind every flag.
+    and the evidence behind every flag. With --registry, each device key
+    is the one the registry gives for the transaction's sequence number,
+    node keys are the registry's checkpoint keys (kid: first 8 bytes of
+    SHA-256 of the key), a witness is another node than the producer, and
+    the registry chain and the checkpoints' registry roots are checked
+    against the registry. --keys and --registry may be given together.
     """
     from lightnode.ledger.audit import audit as run
 
-    keys = load_keys(keys_path)
-    report = run(_open(store_url), keys)
+    if keys_path is None and registry_path is None:
+        raise click.UsageError("--keys or --registry (or both) is needed")
+    keys = load_keys(keys_path) if keys_path else {}
+    reg = None
+    if registry_path is not None:
+        from lightnode.registry import RegistryError, open_registry
+
+        try:
+            reg = open_registry(registry_path)
+        except RegistryError as e:
+            raise click.ClickException("registry %s: %s" % (registry_path, e)) from e
+    report = run(_open(store_url), keys, reg)
     if as_json:
         _print_json(report.as_dict())
     else:

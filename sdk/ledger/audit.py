@@ -4,7 +4,16 @@ Nothing the store says about itself is taken on trust: leaf hashes are
 recomputed from the bytes, trees from the leaf hashes, checkpoints are
 decoded from their signed bytes and compared with what the block rows
 claim. ``keys`` maps key ids (device ids, node and witness kids) to Ed25519
-public keys. The report lists each failure by chain and place.
+public keys. With a ``registry`` (``lightnode.registry.Registry``) a
+device's key is the one the registry gives for the transaction's sequence
+number (``key_for(..., historic=True)``: a rotated key signs only the
+numbers below its end), and the checkpoint keys of the registry's nodes
+(kid = ``registry.key_id(public key)``) sign and cosign checkpoints within
+their validity; a cosignature counts for finality only from another node
+than the producer's. The store's registry chain must then hold the
+registry's transactions, and each checkpoint's registry (size, root) must
+be the root of the registry's first ``size`` transactions. The report
+lists each failure by chain and place.
 
     >>> from lightnode.ledger.audit import audit
     >>> from lightnode.ledger.store import open_store
@@ -16,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightnode import wire
 from lightnode.errors import WireError
@@ -25,7 +34,71 @@ from lightnode.ledger import merkle
 from lightnode.ledger.errors import CheckpointError
 from lightnode.ledger.store import FLAG_CHECKPOINT_FORK, FLAG_FORK, Store
 
+if TYPE_CHECKING:
+    from lightnode.registry import Registry
+
 __all__ = ["Report", "audit"]
+
+
+@dataclass(frozen=True)
+class _NodeKey:
+    key: bytes
+    node: str | None = None  # the registry's node name; None for a key from the flat keys
+    valid_from: int | None = None
+    valid_until: int | None = None
+    revoked_at: int | None = None
+
+
+class _Keys:
+    """Where the audit gets keys: the flat map, and the registry when there is one."""
+
+    def __init__(self, keys: Mapping[bytes, bytes], registry: Registry | None) -> None:
+        self.flat = keys
+        self.registry = registry
+        self.nodes: dict[bytes, _NodeKey] = {k: _NodeKey(v) for k, v in keys.items()}
+        if registry is not None:
+            from lightnode.firmware.ln import wire as spec
+            from lightnode.registry import key_id
+
+            for nk in registry.node_keys(role=spec.ROLE_CHECKPOINT, include_revoked=True):
+                self.nodes[key_id(nk.public_key)] = _NodeKey(
+                    nk.public_key,
+                    nk.node,
+                    nk.valid_from,
+                    nk.valid_until,
+                    None if nk.revoked is None else nk.revoked[1],
+                )
+
+    def device(self, device: bytes, seq: int) -> tuple[bytes | None, str]:
+        if self.registry is None:
+            return self.flat.get(device), "no public key for device %s" % device.hex()
+        if self.registry.device(device) is None:
+            return None, "device %s is not in the registry" % device.hex()
+        return (
+            self.registry.key_for(device, seq, historic=True),
+            "no key of device %s is valid for seq %d in the registry" % (device.hex(), seq),
+        )
+
+    def checkpoint(self, data: bytes) -> tuple[cp.Signed, _NodeKey]:
+        """A signed checkpoint or cosignature checked against a node key valid at its time."""
+        s = cp.decode(data)
+        nk = self.nodes.get(s.kid)
+        if nk is None:
+            raise CheckpointError("unknown-key", "kid %s is not a trusted node key" % s.kid.hex())
+        t = s.checkpoint.time
+        if (nk.valid_from is not None and t < nk.valid_from) or (
+            nk.valid_until is not None and t >= nk.valid_until
+        ):
+            raise CheckpointError(
+                "key-not-valid", "kid %s (node %s) is not valid at %d" % (s.kid.hex(), nk.node, t)
+            )
+        if nk.revoked_at is not None and t >= nk.revoked_at:
+            raise CheckpointError(
+                "key-revoked",
+                "kid %s (node %s) was revoked at %d" % (s.kid.hex(), nk.node, nk.revoked_at),
+            )
+        cp.verify_checkpoint(data, {s.kid: nk.key})
+        return s, nk
 
 
 @dataclass
@@ -53,16 +126,14 @@ class Report:
         }
 
 
-def _tx_fault(
-    data: bytes, keys: Mapping[bytes, bytes]
-) -> tuple[wire.Transaction | None, str | None]:
+def _tx_fault(data: bytes, keys: _Keys) -> tuple[wire.Transaction | None, str | None]:
     try:
         tx = wire.decode(data)
     except WireError as e:
         return None, "does not decode: %s" % e
-    key = keys.get(tx.device_id)
+    key, missing = keys.device(tx.device_id, tx.seq)
     if key is None:
-        return tx, "no public key for device %s" % tx.device_id.hex()
+        return tx, missing
     try:
         tx.verify(key)
     except WireError as e:
@@ -70,18 +141,19 @@ def _tx_fault(
     return tx, None
 
 
-def audit(store: Store, keys: Mapping[bytes, bytes]) -> Report:
+def audit(store: Store, keys: Mapping[bytes, bytes], registry: Registry | None = None) -> Report:
     """Check everything in ``store``; the report's ``failures`` name each thing that does not hold."""
     r = Report()
+    k = _Keys(keys, registry)
     signed_checkpoints: set[bytes] = set()
     general_leaves: list[tuple[int, bytes]] = []
     for info in store.chains():
         name = info["chain"]
-        _audit_chain(store, name, keys, r, signed_checkpoints, general_leaves)
+        _audit_chain(store, name, k, r, signed_checkpoints, general_leaves)
     for index, data in general_leaves:
         where = "general[%d]" % index
         try:
-            s = cp.verify_checkpoint(data, keys)
+            s, _ = k.checkpoint(data)
         except CheckpointError as e:
             r.fail(where, "leaf is not a valid signed checkpoint: %s" % e)
             continue
@@ -92,14 +164,46 @@ def audit(store: Store, keys: Mapping[bytes, bytes]) -> Report:
                 % (s.checkpoint.chain, s.checkpoint.size),
             )
         r.count("general leaves")
-    _audit_flags(store, keys, r)
+    _audit_flags(store, k, r)
+    if registry is not None:
+        _audit_registry(store, registry, r)
     return r
+
+
+def _audit_registry(store: Store, registry: Registry, r: Report) -> None:
+    """The registry chain holds the registry's transactions; checkpoints name its true roots."""
+    txs = list(registry.store.transactions(0))
+    roots: dict[int, bytes] = {}
+    tree = merkle.Tree()
+    for raw in txs:
+        roots[tree.size] = tree.root()
+        tree.append(merkle.leaf_hash(raw))
+    roots[tree.size] = tree.root()
+    for e in store.entries(chain=cp.KIND_REGISTRY):
+        if e.index >= len(txs) or e.data != txs[e.index]:
+            r.fail("registry[%d]" % e.index, "is not registry transaction %d" % e.index)
+    for info in store.chains():
+        for b in store.blocks(info["chain"]):
+            try:
+                c = cp.decode(b.signed).checkpoint
+            except CheckpointError:
+                continue  # named with the block already
+            if c.registry is None:
+                continue
+            size, root = c.registry
+            if roots.get(size) != root:
+                r.fail(
+                    "%s block %d" % (b.chain, b.height),
+                    "validated against registry (%d, %s), which is not the registry's root at size %d"
+                    % (size, root.hex()[:16], size),
+                )
+            r.count("registry references")
 
 
 def _audit_chain(
     store: Store,
     name: str,
-    keys: Mapping[bytes, bytes],
+    keys: _Keys,
     r: Report,
     signed_checkpoints: set[bytes],
     general_leaves: list[tuple[int, bytes]],
@@ -120,7 +224,7 @@ def _audit_chain(
         if b.height != height:
             r.fail(where, "height out of order (expected %d)" % height)
         try:
-            s = cp.verify_checkpoint(b.signed, keys)
+            s, producer = keys.checkpoint(b.signed)
         except CheckpointError as e:
             r.fail(where, "checkpoint: %s" % e)
             return
@@ -148,14 +252,14 @@ def _audit_chain(
         witnesses = set()
         for kid, raw in store.cosignatures(name, b.height):
             try:
-                w = cp.verify_checkpoint(raw, keys)
+                w, wnode = keys.checkpoint(raw)
             except CheckpointError as e:
                 r.fail(where, "cosignature of %s: %s" % (kid.hex(), e))
                 continue
             if w.payload != s.payload or w.kid != kid:
                 r.fail(where, "cosignature of %s is over another checkpoint" % kid.hex())
                 continue
-            if w.kid != s.kid:
+            if w.kid != s.kid and (wnode.node is None or wnode.node != producer.node):
                 witnesses.add(w.kid)
             r.count("cosignatures")
         if b.final and not witnesses:
@@ -208,7 +312,7 @@ def _audit_chain(
         r.fail(name, "%d entries after the last block" % (tree.size - head))
 
 
-def _audit_flags(store: Store, keys: Mapping[bytes, bytes], r: Report) -> None:
+def _audit_flags(store: Store, keys: _Keys, r: Report) -> None:
     for f in store.flags():
         where = "flag %s #%s" % (f.kind, f.id)
         r.count("flags")
