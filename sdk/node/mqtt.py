@@ -325,6 +325,11 @@ class Transport:
     # -- running -------------------------------------------------------------------------
 
     @property
+    def inflight(self) -> int:
+        """QoS1 publishes sent and not yet acknowledged by the broker, with those waiting for a link."""
+        return len(self._inflight) + len(self._outbox)
+
+    @property
     def connected(self) -> bool:
         return self._up.is_set()
 
