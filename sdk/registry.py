@@ -86,6 +86,7 @@ A_DEVICE_QUARANTINE = "device-quarantine"
 A_NODE_ADD = "node-add"
 A_NODE_REVOKE = "node-revoke"
 A_NODE_ROTATE = "node-rotate"
+A_FILTER_PUBLISH = "filter-publish"  # a segment's signed device filter: its hash, epoch and not-after
 
 # Operator roles, and the operator actions each may take. Only an admin
 # changes the registry.
@@ -109,7 +110,7 @@ OA_ARGS = 2
 
 # A node's registry-role key may sign only these registry changes (the
 # full node quarantines a cloned device on its own evidence).
-_NODE_MAY = frozenset((A_DEVICE_QUARANTINE,))
+_NODE_MAY = frozenset((A_DEVICE_QUARANTINE, A_FILTER_PUBLISH))
 
 OPERATOR_ID_BYTES = 8
 KID_BYTES = spec.KID_BYTES
@@ -236,6 +237,18 @@ class Operator:
             else {"reason": self.revoked[0], "at": self.revoked[1]},
             "keys": [_period_json(k) for k in self.keys],
         }
+
+
+@dataclass(frozen=True)
+class FilterRecord:
+    """The filter a node published for a segment: epoch, not-after (s), SHA-256 of the signed filter."""
+
+    segment: str
+    epoch: int
+    not_after: int
+    hash: bytes
+    published_by: str
+    published_at: int
 
 
 @dataclass(frozen=True)
@@ -657,6 +670,7 @@ class Registry:
         self._devices: dict[bytes, Device] = {}
         self._operators: dict[str, Operator] = {}
         self._node_keys: list[NodeKey] = []
+        self._filters: dict[str, FilterRecord] = {}  # segment -> the newest published filter
         self._kids: dict[bytes, tuple[str, str]] = {}  # kid -> ("operator"|"node", name)
         self._device_keys: dict[bytes, bytes] = {}  # public key -> device id
         self._all_keys: set[bytes] = set()  # every key ever registered: none is used twice
@@ -787,6 +801,7 @@ class Registry:
             A_NODE_ADD: self._h_node_add,
             A_NODE_REVOKE: self._h_node_revoke,
             A_NODE_ROTATE: self._h_node_rotate,
+            A_FILTER_PUBLISH: self._h_filter_publish,
         }
 
     # -- handlers: each checks everything, then returns the change ---------------------------
@@ -930,6 +945,20 @@ class Registry:
             ev = list(dev.quarantined[1]) + [e for e in ev if e not in dev.quarantined[1]]
         new = dataclasses.replace(dev, quarantined=(at, tuple(ev)))
         return lambda: self._devices.__setitem__(dev.device_id, new)
+
+    def _h_filter_publish(self, tx: RegistryTx, by: str) -> Callable[[], None]:
+        b = tx.body
+        self._keys(b, "segment", "epoch", "not_after", "hash")
+        seg = _check_segment(b["segment"])
+        epoch = _check_uint(b["epoch"], "epoch")
+        h = b["hash"]
+        if type(h) is not bytes or len(h) != spec.HASH_BYTES:
+            raise ValueError("hash: 32 bytes expected")
+        old = self._filters.get(seg)
+        if old is not None and epoch <= old.epoch:
+            raise ValueError(f"epoch {epoch} is not after the published {old.epoch}")
+        rec = FilterRecord(seg, epoch, _check_uint(b["not_after"], "not_after"), h, by, tx.time)
+        return lambda: self._filters.__setitem__(seg, rec)
 
     def _h_node_add(self, tx: RegistryTx, by: str) -> Callable[[], None]:
         b = tx.body
@@ -1274,6 +1303,28 @@ class Registry:
                 ):
                     return k.public_key
         return None
+
+    def publish_filter(
+        self, segment: str, epoch: int, not_after_s: int, filter_hash: bytes, signer: SignerLike
+    ) -> FilterRecord:
+        """Record the signed filter published for ``segment`` (its SHA-256); epochs only go forward.
+
+        An admin or a node's ``registry`` key signs it: the hash is then on the
+        registry chain, which the ledger commits and witnesses cosign.
+        """
+        body = {
+            "segment": _check_segment(segment),
+            "epoch": _check_uint(epoch, "epoch"),
+            "not_after": _check_uint(not_after_s, "not_after_s"),
+            "hash": bytes(filter_hash),
+        }
+        self._change(signer, A_FILTER_PUBLISH, body)
+        return self._filters[segment]
+
+    def filter_record(self, segment: str) -> FilterRecord | None:
+        """The newest filter published for ``segment``, or None."""
+        with self._lock:
+            return self._filters.get(segment)
 
     def segments(self) -> list[str]:
         with self._lock:
