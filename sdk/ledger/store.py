@@ -49,6 +49,9 @@ FLAG_NAMES = {
 # Flags that stand alone, not on an entry.
 FLAG_FORK = "fork"  # a second, different transaction under a committed (device, seq)
 FLAG_CHECKPOINT_FORK = "checkpoint-fork"  # two different checkpoints at one size
+# Fork alarms a witness raises (it refuses to cosign):
+FLAG_INCONSISTENT = "inconsistent-checkpoint"  # evidence: last cosigned, new checkpoint
+FLAG_FORGED_BLOCK = "forged-block"  # evidence: the checkpoint, the block's entries (CBOR array)
 
 REJECTION_WINDOW_US = 3_600_000_000  # rejections are counted per source, reason and hour
 

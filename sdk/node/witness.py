@@ -42,16 +42,22 @@ from lightnode.ledger import checkpoint as cp
 from lightnode.ledger import merkle
 from lightnode.ledger.chain import now_us
 from lightnode.ledger.errors import CheckpointError, LedgerError, ProofError
-from lightnode.ledger.store import FLAG_CHECKPOINT_FORK, Block, Entry, Flag, Store, open_store
+from lightnode.ledger.store import (
+    FLAG_CHECKPOINT_FORK,
+    FLAG_FORGED_BLOCK,
+    FLAG_INCONSISTENT,
+    Block,
+    Entry,
+    Flag,
+    Store,
+    open_store,
+)
 from lightnode.node.quorum import BlockError, BlockMessage, Transport, decode_block_message
 
 __all__ = ["FLAG_FORGED_BLOCK", "FLAG_INCONSISTENT", "Witness", "run"]
 
 log = logging.getLogger("lightnode.node.witness")
 
-# Fork alarms besides FLAG_CHECKPOINT_FORK (two checkpoints at one size).
-FLAG_INCONSISTENT = "inconsistent-checkpoint"  # evidence: last cosigned, new checkpoint
-FLAG_FORGED_BLOCK = "forged-block"  # evidence: the checkpoint, the block's entries (CBOR array)
 
 MAX_PENDING_BLOCKS = 64  # blocks held while chunks or earlier blocks are missing
 MAX_PENDING_BYTES = 64 * 1024 * 1024
