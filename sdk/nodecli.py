@@ -147,15 +147,7 @@ def node(
             click.echo("%s %s %s" % (new_keys, role, key.hex()))
         return
     if witness:
-        from lightnode.node import witness as w  # the witness engineer's module
-
-        w.run(
-            segment=segment,
-            broker=broker,
-            store=store_url,
-            registry=registry_path,
-            key_file=key_file,
-        )
+        _witness(segment, broker, store_url, registry_path, key_file, client_id)
         return
     try:
         asyncio.run(
@@ -177,6 +169,53 @@ def node(
         )
     except KeyboardInterrupt:
         pass
+
+
+def _checkpoint_keys(reg: Any, now_us: int) -> dict[bytes, bytes]:
+    """kid -> public key of every node's current checkpoint key in the registry."""
+    from lightnode import registry
+
+    return {registry.key_id(k.public_key): k.public_key for k in reg.node_keys(role="checkpoint")
+            if k.revoked is None and (k.valid_until is None or k.valid_until > now_us)}
+
+
+def _witness(segment: str, broker: str, store_url: str, registry_path: str, key_file: str,
+             client_id: str | None) -> None:
+    """``--witness``: cosign the producer's blocks of ``segment`` (lightnode.node.witness)."""
+    import threading
+
+    from lightnode import keys, registry
+    from lightnode.errors import LightnodeError
+    from lightnode.node import witness as w
+    from lightnode.node.mqtt import Transport
+
+    k = read_node_keys(key_file)
+    name = k["node"]
+    try:
+        reg = registry.open_registry(registry_path)
+    except LightnodeError as e:
+        raise click.ClickException("registry %s: %s" % (registry_path, e)) from e
+    pub = keys.public_key(k["checkpoint"])
+    if reg.node_key_for(name, "checkpoint", registry.now_us()) != pub:
+        raise click.ClickException("the registry holds no current checkpoint key %s of node %s"
+                                   % (pub.hex(), name))
+    if broker == "embedded":
+        raise click.ClickException("a witness joins the producer's broker: give --broker mqtt://...")
+    kid = registry.key_id(pub)
+    others = {q: p for q, p in _checkpoint_keys(reg, registry.now_us()).items() if q != kid}
+    transport = Transport.from_url(broker, client_id or "lightnode-%s-%s" % (segment, name),
+                                   clean_session=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    transport.start()
+    print("witness %s: segment %s, broker %s, store %s" % (name, segment, broker, store_url),
+          file=sys.stderr, flush=True)
+    try:
+        w.run(transport, store_url, segment, k["checkpoint"], kid, producers=others,
+              witnesses=others, stop=stop)
+    finally:
+        transport.close()
 
 
 async def _main(
@@ -224,12 +263,17 @@ async def _main(
         store = open_store(store_url)
     except (LightnodeError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    # Every other node's checkpoint key is a witness: a block is final with one of them.
+    witnesses = {q: p for q, p in _checkpoint_keys(reg, registry.now_us()).items()
+                 if q != kids["checkpoint"]}
     ledger = Ledger(
         store,
         k["checkpoint"],
         kids["checkpoint"],
         block_entries=block_entries,
         block_age_us=block_age_ms * 1000,
+        witnesses=witnesses,
+        quorum=1,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -242,6 +286,9 @@ async def _main(
         transport = Transport.from_url(
             broker, client_id or "lightnode-%s-%s" % (segment, name), clean_session=False
         )
+        from lightnode.node.quorum import Producer
+
+        producer = Producer(ledger, transport, segment, k["ack"], kids["ack"]) if witnesses else None
         ingest = Ingest(
             ledger,
             reg,
@@ -249,6 +296,7 @@ async def _main(
             k["ack"],
             kids["ack"],
             transport.publish,
+            producer=producer,
             reorder_timeout_us=reorder_timeout_ms * 1000,
             nack_per_s=nack_per_s,
             nack_burst=nack_burst,

@@ -312,6 +312,11 @@ class Ingest:
             self.stats.added += 1
         else:
             self.stats.duplicate += 1
+            if self.producer is not None:  # idempotent, and re-acked once its block is final
+                try:
+                    self.producer.reack(tx.device_id, tx.seq)
+                except Exception:  # the producer's trouble must not stop ingest
+                    log.exception("producer.reack")
         self._held.append((self.chain.size, token))
         return Verdict(a.status, tx.device_id, tx.seq)
 
