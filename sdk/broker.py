@@ -233,7 +233,14 @@ def config_text(passwd: Path, acl: Path, data_dir: Path, tls: Tls | None = None,
         "autosave_interval 60",
         # A device's session (its queued acks) waits this long for it to come back.
         "persistent_client_expiration 30d",
-        "max_queued_messages 1000",
+        # A full node acknowledges (PUBACK) a transaction only once it is in a
+        # stored block, so it needs more messages in flight than a block holds
+        # (the default 20 would leave blocks to be cut by age alone), and its
+        # session must hold the backlog of a node restart (the default 1,000
+        # would drop it): 100,000 transactions of about 4 KB.
+        "max_inflight_messages 4096",
+        "max_queued_messages 100000",
+        "max_queued_bytes 0",
         "",
     ]
     if user:
