@@ -15,7 +15,9 @@ import time
 
 import pytest
 from _node_support import Device, NodeProcess, make_registry, mosquitto
+from click.testing import CliRunner
 from lightnode import keys, registry
+from lightnode.cli import main
 from lightnode.firmware.ln import wire
 from lightnode.node import acks
 from lightnode.node.mqtt import Transport
@@ -111,3 +113,24 @@ def test_producer_and_two_witnesses_ack_devices_and_survive_a_stopped_witness(tm
             producer.stop()
             for proc in witnesses.values():
                 _stop(proc)
+
+    # The investigator's end: the producer's store audits against the registry, and a
+    # bundle of the device's transactions verifies against only the node and witness keys
+    # (no registry key is trusted: the registry is anchored through the cosigned checkpoints).
+    store = "sqlite:///" + str(tmp_path / "ledger.db")
+    runner = CliRunner()
+    audit = runner.invoke(main, ["audit", "--store", store, "--registry", str(reg_path)])
+    assert audit.exit_code == 0, audit.output
+    bundle = tmp_path / "case.lnev"
+    export = runner.invoke(main, ["evidence", "export", "--store", store, "--registry", str(reg_path),
+                                  "--device", dev.hex, "--out", str(bundle)])
+    assert export.exit_code == 0, export.output
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({
+        "nodes": {k.hex(): v.hex() for k, v in node_keys.items()},
+        "witnesses": {k.hex(): v.hex() for k, v in witness_keys.items()},
+        "registry": [], "quorum": 1}))
+    verify = runner.invoke(main, ["evidence", "verify", str(bundle), "--trust", str(trust), "--json"])
+    assert verify.exit_code == 0, verify.output
+    report = json.loads(verify.output)
+    assert len(report["transactions"]) >= 5, report

@@ -131,6 +131,25 @@ class Stats:
     )
 
 
+REGISTRY_CHAIN = "registry"
+
+
+def sync_registry(ledger: Ledger, reg: Any) -> int:
+    """Append the registry transactions the ledger's registry chain lacks; how many were added."""
+    chain = ledger.chain(REGISTRY_CHAIN)
+    added = 0
+    for data in reg.store.transactions(since=chain.size):
+        ledger.add_entry(REGISTRY_CHAIN, data)
+        added += 1
+    return added
+
+
+def registry_checkpoint(ledger: Ledger) -> tuple[int, bytes]:
+    """(size, root) of the registry as the node holds it: the ledger's registry chain."""
+    chain = ledger.chain(REGISTRY_CHAIN)
+    return chain.size, chain.tree.root()
+
+
 class Ingest:
     """Validation, ordering, refusal and acknowledgement for one segment's transactions."""
 
@@ -189,6 +208,11 @@ class Ingest:
         self._buckets: dict[str, _Bucket] = {}
         self._all = _Bucket(nack_all_per_s, clock())
         self._last_catch_up = clock()
+        # The registry's transactions are the ledger's registry chain, and every
+        # checkpoint names the registry (size, root) this node validated against.
+        sync_registry(ledger, registry)
+        if ledger.registry is None:
+            ledger.registry = lambda: registry_checkpoint(ledger)
         self.chain = ledger.chain(self.chain_name)
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -481,6 +505,7 @@ class Ingest:
         if now - self._last_catch_up >= self.catch_up_every_us:
             self._last_catch_up = now
             self.registry.catch_up()
+            sync_registry(self.ledger, self.registry)
         self._summary(now)
         self._cut_due()
 
