@@ -7,6 +7,7 @@ node's and the witnesses' keys, covering its highest sequence number. With
 either witness stopped, finality goes on.
 """
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import threading
 import time
 
 import pytest
-from _node_support import Device, NodeProcess, make_registry, mosquitto
+from _node_support import Device, NodeProcess, make_registry, mosquitto, store_url
 from click.testing import CliRunner
 from lightnode import keys, registry
 from lightnode.cli import main
@@ -25,7 +26,7 @@ from lightnode.node.mqtt import Transport
 WITNESS_SEEDS = {"node-b": (b"\x1b" * 32, b"\x2b" * 32), "node-c": (b"\x1c" * 32, b"\x2c" * 32)}
 
 
-def _witness(tmp, name, port, reg_path):
+def _witness(tmp, name, port, reg_path, store):
     cp_seed, ack_seed = WITNESS_SEEDS[name]
     key_file = tmp / ("%s-keys.json" % name)
     key_file.write_text(json.dumps({"node": name, "checkpoint": cp_seed.hex(), "ack": ack_seed.hex()}))
@@ -33,7 +34,7 @@ def _witness(tmp, name, port, reg_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "from lightnode.cli import main; main()", "node", "--witness",
          "--segment", "feeder-9", "--broker", "mqtt://127.0.0.1:%d" % port,
-         "--store", "sqlite:///" + str(tmp / ("%s.db" % name)), "--registry", str(reg_path),
+         "--store", store, "--registry", str(reg_path),
          "--key-file", str(key_file)],
         stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -49,7 +50,16 @@ def _stop(proc):
         proc.wait(5)
 
 
-def test_producer_and_two_witnesses_ack_devices_and_survive_a_stopped_witness(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_producer_and_two_witnesses_ack_devices_and_survive_a_stopped_witness(tmp_path, kind):
+    with contextlib.ExitStack() as stores:
+        urls = {n: stores.enter_context(store_url(kind, tmp_path / n)) for n in ("p", "b", "c")}
+        _three_nodes(tmp_path, urls)
+
+
+def _three_nodes(tmp_path, urls):
+    for n in urls:
+        (tmp_path / n).mkdir(exist_ok=True)
     dev = Device(7)
     reg_path = tmp_path / "registry.db"
     reg = make_registry(reg_path, [dev])
@@ -64,8 +74,9 @@ def test_producer_and_two_witnesses_ack_devices_and_survive_a_stopped_witness(tm
                     for cp, _ in WITNESS_SEEDS.values()}
 
     with mosquitto(tmp_path) as port:
-        witnesses = {name: _witness(tmp_path, name, port, reg_path) for name in WITNESS_SEEDS}
-        producer = NodeProcess(tmp_path, port, "sqlite:///" + str(tmp_path / "ledger.db"), reg_path)
+        witnesses = {name: _witness(tmp_path, name, port, reg_path, urls[name[-1]])
+                     for name in WITNESS_SEEDS}
+        producer = NodeProcess(tmp_path, port, urls["p"], reg_path)
         producer.start()
         try:
             producer.wait_ready()
@@ -117,7 +128,7 @@ def test_producer_and_two_witnesses_ack_devices_and_survive_a_stopped_witness(tm
     # The investigator's end: the producer's store audits against the registry, and a
     # bundle of the device's transactions verifies against only the node and witness keys
     # (no registry key is trusted: the registry is anchored through the cosigned checkpoints).
-    store = "sqlite:///" + str(tmp_path / "ledger.db")
+    store = urls["p"]
     runner = CliRunner()
     audit = runner.invoke(main, ["audit", "--store", store, "--registry", str(reg_path)])
     assert audit.exit_code == 0, audit.output
