@@ -1,7 +1,5 @@
 """The ``lightnode`` command."""
 
-import importlib
-
 import click
 from lightnode import __version__, boards
 
@@ -42,7 +40,9 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 
 def _register() -> None:
     from lightnode.brokercli import broker
+    from lightnode.evidencecli import evidence
     from lightnode.ledgercli import audit, ledger
+    from lightnode.nodecli import node
     from lightnode.pointmapcli import pointmap_group
     from lightnode.probe import probe
     from lightnode.provisioncli import board, provision
@@ -60,11 +60,8 @@ def _register() -> None:
     main.add_command(broker)
     main.add_command(ledger)
     main.add_command(audit)
-    for module, name in (("nodecli", "node"), ("evidencecli", "evidence")):
-        try:  # the full node and evidence commands, as they land
-            main.add_command(getattr(importlib.import_module("lightnode." + module), name))
-        except ImportError:
-            pass
+    main.add_command(node)
+    main.add_command(evidence)
 
 
 _register()
