@@ -207,7 +207,7 @@ def show(as_json: bool, registry_path: str) -> None:
 
 @click.group("device")
 def device() -> None:
-    """Registered devices: list, show, revoke."""
+    """Devices: provision a board, list, show, revoke."""
 
 
 @device.command("list")
