@@ -219,7 +219,9 @@ def query(host, port=123, now_us=None, samples=3, timeout_ms=2000, socket_mod=No
     refused = None
     start = ticks.ticks_us()
     limit = timeout_ms * 1000
-    recv_into = getattr(sock, "recv_into", None) or sock.readinto
+    # One datagram per call. MicroPython's stream readinto would keep
+    # reading until the buffer is full, joining datagrams: recv there.
+    recv_into = getattr(sock, "recv_into", None) or (lambda b: _recv_into(sock, b))
     try:
         sock.connect(addr)  # the stack drops datagrams from anyone else
         for _ in range(samples):
@@ -259,6 +261,12 @@ def query(host, port=123, now_us=None, samples=3, timeout_ms=2000, socket_mod=No
             raise refused
         raise SntpError(R_TIMEOUT, "no reply from %s:%d in %d ms" % (host, port, timeout_ms))
     return best
+
+
+def _recv_into(sock, buf):
+    data = sock.recv(len(buf))
+    buf[: len(data)] = data
+    return len(data)
 
 
 def _host_now_us():
