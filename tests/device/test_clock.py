@@ -295,3 +295,104 @@ def test_source_timestamp_preferred():
     assert (t, q) == (T0 + 9, wire.TQ_SOURCE) and u >= 2000
     t, q, u = c.stamp()
     assert q == wire.TQ_NTP and near(t, T0)
+
+
+class FakeNet:
+    """A socket module whose server answers each request with ``answer(orig)``."""
+
+    AF_INET = 2
+    SOCK_DGRAM = 2
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent = 0
+
+    def getaddrinfo(self, host, port):
+        return [(2, 2, 17, "", (host, port))]
+
+    def socket(self, af, kind):
+        return FakeSock(self)
+
+
+class FakeSock:
+    def __init__(self, net):
+        self.net = net
+        self.queue = []
+
+    def connect(self, addr):
+        pass
+
+    def settimeout(self, t):
+        assert 0 < t <= 10
+
+    def send(self, pkt):
+        self.net.sent += 1
+        self.queue = list(self.net.answer(bytes(pkt[40:48]), self.net.sent))
+
+    def recv(self, n):
+        if not self.queue:
+            raise OSError(110)  # ETIMEDOUT, at once
+        return self.queue.pop(0)[:n]
+
+    def close(self):
+        pass
+
+
+def fake_clock(times):
+    times = list(times)
+    return lambda: times.pop(0)
+
+
+def test_query_keeps_least_delay():
+    # Delays 300, 100, 500 us; the server is 7 ms ahead.
+    now = fake_clock([T0, T0 + 300, T0 + 1000, T0 + 1100, T0 + 2000, T0 + 2500])
+    sends = {1: T0 + 150, 2: T0 + 1050, 3: T0 + 2250}
+
+    def answer(orig, n):
+        t = sends[n] + 7000
+        return [reply(orig, t, t)]
+
+    net = FakeNet(answer)
+    s = sntp.query("192.0.2.1", now_us=now, samples=3, timeout_ms=1000, socket_mod=net)
+    assert (s.offset_us, s.delay_us, s.t4_us) == (7000, 100, T0 + 1100)
+    assert net.sent == 3
+
+
+def test_query_spoof_does_not_hide_the_answer():
+    bad = lambda orig: bytes(8) if orig != bytes(8) else b"\x01" * 8  # noqa: E731
+    net = FakeNet(lambda orig, n: [reply(bad(orig), T0 + 5, T0 + 5), reply(orig, T0 + 5, T0 + 5)])
+    # Our clock is read at every datagram: the forgery's, then the answer's.
+    s = sntp.query("x", now_us=fake_clock([T0, T0 + 8, T0 + 10]), samples=1, socket_mod=net)
+    assert (s.offset_us, s.delay_us) == (0, 10)
+    # Only forgeries: refused for what they were, once the time is up.
+    net = FakeNet(lambda orig, n: [reply(bad(orig), T0 + 5, T0 + 5)])
+    try:
+        sntp.query("x", now_us=fake_clock([T0, T0 + 10]), samples=1, socket_mod=net)
+    except sntp.SntpError as e:
+        assert e.reason == sntp.R_ORIGIN
+    else:
+        raise AssertionError("forged reply accepted")
+
+
+def test_query_kiss_stops_at_once():
+    net = FakeNet(lambda orig, n: [reply(orig, T0, T0, stratum=0, refid=b"DENY")])
+    try:
+        sntp.query("x", now_us=fake_clock([T0, T0 + 10]), samples=3, socket_mod=net)
+    except sntp.SntpError as e:
+        assert e.reason == sntp.R_KISS and e.kiss == "DENY"
+    else:
+        raise AssertionError("kiss-o'-death accepted")
+    assert net.sent == 1
+
+
+def test_query_keeps_what_came_before_a_loss():
+    net = FakeNet(lambda orig, n: [reply(orig, T0 + 5, T0 + 5)] if n == 1 else [])
+    s = sntp.query("x", now_us=fake_clock([T0, T0 + 10, T0 + 20]), samples=3, socket_mod=net)
+    assert s.delay_us == 10 and net.sent == 2
+    net = FakeNet(lambda orig, n: [])
+    try:
+        sntp.query("x", now_us=fake_clock([T0]), samples=3, socket_mod=net)
+    except sntp.SntpError as e:
+        assert e.reason == sntp.R_TIMEOUT
+    else:
+        raise AssertionError("no reply, yet a sample")
