@@ -199,7 +199,8 @@ mp_result(out)
 
 def _mp_query(port, timeout_ms):
     need(mp.find_micropython)
-    run = mp.run_unix(code=_MP_QUERY, args=(port, timeout_ms), timeout=60).check()
+    # At the smallest board budget (esp32, 80 KB).
+    run = mp.run_unix(code=_MP_QUERY, board="esp32", args=(port, timeout_ms), timeout=60).check()
     return run.results[0]
 
 
