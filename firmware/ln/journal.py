@@ -347,7 +347,7 @@ class Journal:
 
     # -- reading out
 
-    def _records(self, names, after):
+    def _records(self, names, after, below=-1):
         for name in names:
             with open(self._path(name), "rb") as f:
                 while True:
@@ -358,6 +358,8 @@ class Journal:
                     if seq <= after:
                         f.seek(n, 1)
                         continue
+                    if 0 <= below <= seq:
+                        break
                     body = self._read_body(f, n)
                     yield seq, self._hv[16:HEADER_BYTES], body
 
@@ -368,8 +370,15 @@ class Journal:
         return self._records(names, self._freed - 1)
 
     def retained(self):
-        """``(seq, tx id, bytes)`` of the retention ring, oldest first (views, valid until the next)."""
-        return self._records([RING % r[0] for r in self._ring], -1)
+        """``(seq, tx id, bytes)`` of freed records still on flash, oldest first (views, valid until the next).
+
+        The ring's files, then the freed head of the oldest pending file
+        (a segment goes into the ring once all of it is freed).
+        """
+        names = [RING % r[0] for r in self._ring]
+        if self._segs and self._segs[0][1] < self._freed:
+            names.append(SEGMENT % self._segs[0][0])
+        return self._records(names, -1, self._freed)
 
     def record_for(self, seq):
         """``(bytes, tx id)`` of the pending record ``seq``, or None (for ``ack.check_ack``)."""

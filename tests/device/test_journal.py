@@ -211,8 +211,8 @@ def test_retention_ring_drops_oldest():
         j.sync()
     assert j._free(1) == 2
     assert _seqs(j.retained()) == [0, 1]
-    assert j._free(4) == 3  # the segment of 4 and 5 stays pending
-    assert _seqs(j.retained()) == [0, 1, 2, 3]
+    assert j._free(4) == 3  # the segment of 4 and 5 stays pending, 4 freed in it
+    assert _seqs(j.retained()) == [0, 1, 2, 3, 4]
     assert _seqs(j.pending()) == [5, 6, 7, 8, 9] and j.usage()[1] == 5
     assert j._free(7) == 3
     assert _seqs(j.retained()) == [4, 5, 6, 7]  # 0-3 overwritten
@@ -287,7 +287,7 @@ def test_forged_acks_free_nothing():
     j.close()
     # wrong hash: the journal's own record 4 is another transaction
     j = _open(_fresh(), 64000)
-    for seq in range(5):
+    for _ in range(5):
         s, _k = j.reserve_seq()
         data, tx_id = RECORDS[3] if s == 4 else RECORDS[s]
         j.append(s, tx_id, data)
