@@ -235,6 +235,41 @@ def _subscriber(port, topic, got, **tls):
     return c
 
 
+WINDOW = r"""
+import asyncio
+from ln import mqtt
+
+rejected = []
+c = mqtt.Client("127.0.0.1", 9, "d", window=3, on_reject=lambda k, r: rejected.append([k, r]))
+
+
+async def main():
+    for i in range(3):
+        await c.publish("ln/f/d/tx", b"r%d" % i, key=i)
+    late = asyncio.create_task(c.publish("ln/f/d/tx", b"r3", key=3))
+    await asyncio.sleep_ms(50)
+    waiting = not late.done()  # the window is full and there is no link: publish waits
+    held = c.reject(1, "bad-signature")  # a NACK: out of the window, never sent again
+    await asyncio.sleep_ms(50)
+    mp_result({"waiting": waiting, "held": held, "after": late.done(), "rejected": rejected,
+               "keys": [it[3] for it in c._win], "pids": [it[0] for it in c._win],
+               "again": c.reject(7, "unknown-device"), "status": c.status()})
+
+
+asyncio.run(main())
+"""
+
+
+def test_window_waits_when_full_and_a_rejected_record_leaves_it(tmp_path):
+    need(mp.find_micropython, mp.find_mpy_cross)
+    r = mp.run_unix(code=WINDOW, board="pico_w", timeout=30).check().results[-1]
+    assert r["waiting"] and r["held"] and r["after"], r
+    assert r["keys"] == [0, 2, 3] and len(set(r["pids"])) == 3 and 0 not in r["pids"], r
+    assert r["rejected"] == [[1, "bad-signature"], [7, "unknown-device"]] and r["again"] is False
+    assert r["status"] == {"state": "down", "connected": False, "reconnects": 0, "in_flight": 3,
+                           "last_error": ""}
+
+
 # -- plain TCP ----------------------------------------------------------------------
 
 

@@ -578,7 +578,7 @@ class Client:
                         raise OSError(111)  # ECONNREFUSED on every port we run on
                     break
                 if waited >= self.timeout_ms:
-                    raise OSError(110)  # ETIMEDOUT
+                    raise MqttError("TCP connect timed out after %d ms" % self.timeout_ms)
                 await asyncio.sleep_ms(10)
                 waited += 10
             poll.unregister(s)
@@ -600,8 +600,11 @@ class Client:
         self._stream = st
         self._link += 1
         st.write(self._connect)
-        await asyncio.wait_for_ms(st.drain(), self.timeout_ms)  # TLS handshake happens here
-        kind, body = await asyncio.wait_for_ms(self._read_packet(st), self.timeout_ms)
+        try:
+            await asyncio.wait_for_ms(st.drain(), self.timeout_ms)  # TLS handshake happens here
+            kind, body = await asyncio.wait_for_ms(self._read_packet(st), self.timeout_ms)
+        except asyncio.TimeoutError:
+            raise MqttError("no CONNACK within %d ms" % self.timeout_ms)
         if kind != CONNACK:
             raise MqttError("packet type %d before CONNACK" % kind)
         present, rc = decode_connack(body)
