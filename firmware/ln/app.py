@@ -1,0 +1,451 @@
+"""The light node's application: sampler -> batcher -> signer -> journal -> uplink, on asyncio.
+
+One task per stage, joined by bounded buffers (STYLE 7): the sampler
+reads the point map's source (a PMU over C37.118) and keeps each frame as
+integers at the map's resolution with its source timestamp; an alarm
+crossing, a status change or a lost stream is an event at once. The
+batcher closes one readings transaction per window, and at once on an
+event; it signs, appends to the journal and syncs. The uplink publishes
+every pending record (keyed by its sequence number) and frees the
+journal on each valid block ack; a NACKed record is set aside. A
+heartbeat goes out every ``heartbeat_every`` windows.
+
+    app = App(cfg, key, journal, client, source=("127.0.0.1", 4712))
+    asyncio.run(app.run(seconds=20))
+"""
+
+import asyncio
+import gc
+
+from . import VERSION, ack, readings, txn, wire
+
+# Event types (body key 0).
+EV_ALARM_HIGH = 1  # a point went above its alarm.high
+EV_ALARM_LOW = 2  # below alarm.low
+EV_ALARM_CLEAR = 3  # back within its limits
+EV_COMM_LOSS = 4  # the source stopped answering
+EV_COMM_RESTORED = 5
+EV_STATUS = 6  # the source's own status word changed (value: the new word)
+EV_SEQ_SKIP = 7  # a reboot skipped sequence numbers (value: how many)
+SEV_INFO, SEV_WARNING, SEV_ALARM = 0, 1, 2
+
+LINK_CODES = {"down": 0, "connecting": 1, "up": 2, "closed": 3}
+
+MAX_SAMPLES = 512  # per window: a 5 s window at 100 frames/s
+MAX_EVENTS = 16  # events waiting for the batcher; more are counted, not kept
+MAX_ACKS = 4  # acks waiting for checking: they are cumulative, the newest count most
+SEND_AHEAD = 4  # records read from the journal per uplink pass
+LOSS_MS = 3000  # no frame this long: the source is lost
+RETRY_MS = 1000  # before connecting to the source again
+
+# C37.118 STAT bits
+_STAT_ERROR = 0xC000  # data error: anything but 00 is not good data
+_STAT_UNSYNC = 0x2000
+
+
+class App:
+    def __init__(self, cfg, key, journal, client, source, clock=None, window_s=5,
+                 heartbeat_every=2, reset_cause=0, max_samples=MAX_SAMPLES, log=None):
+        if window_s <= 0 or heartbeat_every < 1:
+            raise ValueError("window_s > 0 and heartbeat_every >= 1 expected")
+        if cfg.pointmap.protocol != "c37118":
+            raise ValueError("this application reads C37.118 point maps; the map is %s"
+                             % cfg.pointmap.protocol)
+        if clock is None:
+            from .clock import Clock
+
+            clock = Clock()
+        self.cfg = cfg
+        self.key = key
+        self.journal = journal
+        self.client = client
+        self.clock = clock
+        self.source = source
+        self.window_ms = int(window_s * 1000)
+        self.heartbeat_every = heartbeat_every
+        self.reset_cause = reset_cause
+        self.log = log or (lambda msg: None)
+        dev_hex = "".join("%02x" % b for b in cfg.device)
+        self.topic_tx = wire.TOPIC_TX % (cfg.segment, dev_hex)
+        self.topic_ack = wire.TOPIC_ACK % (cfg.segment, dev_hex)
+        self.node_keys = cfg.node_keys()
+        from .cose import envelope_header
+
+        self._protected = envelope_header(cfg.device)
+        pm = cfg.pointmap
+        self.idcode = pm.source["idcode"]
+        # per point: [id, order, kind, index, point, alarm state]
+        self.points = []
+        for p in pm.points:
+            rd = p.read
+            self.points.append([p.id, p.order, rd["kind"], rd.get("index", 0), p, None])
+        # window buffers, allocated once: times, one value column per point, quality
+        self.max_samples = max_samples
+        self.times = [0] * max_samples
+        self.cols = [[0] * max_samples for _ in self.points]
+        self.quality = [0] * max_samples
+        self.n = 0
+        self.gaps = []
+        self.period_us = 0
+        self.overflow = 0  # samples dropped: the window was full
+        self.events = []  # event bodies waiting for the batcher (at most MAX_EVENTS)
+        self.events_dropped = 0
+        self.acks = []  # ack or NACK payloads waiting for checking (at most MAX_ACKS)
+        self.set_aside = {}  # seq -> NACK reason: never sent again
+        self.sent_through = -1  # highest seq handed to the uplink
+        self.stats = {"readings": 0, "events": 0, "heartbeats": 0, "frames": 0, "freed": 0,
+                      "acks": 0, "bad_acks": 0, "nacks": 0, "appended": 0, "first_seq": None,
+                      "last_seq": None, "min_free_heap": None}
+        self._flush = asyncio.Event()  # an event: close the window now
+        self._new = asyncio.Event()  # a new record or an ack for the uplink
+        self._ack_ev = asyncio.Event()
+        self._running = True
+        self._last_stat = None
+        self._lost = False
+
+    # -- sampler ----------------------------------------------------------------
+
+    def _event(self, etype, severity, point, value, limit, t_us):
+        body = {wire.E_TYPE: etype, wire.E_SEVERITY: severity, wire.E_TIME: t_us}
+        if point is not None:
+            body[wire.E_POINT] = point
+        if value is not None:
+            body[wire.E_VALUE] = value
+        if limit is not None:
+            body[wire.E_LIMIT] = limit
+        if len(self.events) >= MAX_EVENTS:
+            self.events_dropped += 1
+            return
+        self.events.append(body)
+        self._flush.set()
+
+    def _value(self, pc, data, kind, index):
+        """The point's value in its unit (float) from one PMU's data in a frame."""
+        if kind == "freq":
+            return pc.freq_hz(data.freq)
+        if kind == "dfreq":
+            return pc.dfreq_hz_s(data.dfreq)
+        if kind == "analog":
+            return data.an[index]
+        if kind == "digital":
+            return data.dg[index]
+        mag, ang = pc.phasor(index, data.ph[2 * index], data.ph[2 * index + 1])
+        if kind == "phasor-mag":
+            return mag
+        return ang * 57.29577951308232  # degrees
+
+    def sample(self, cfg, frame):
+        """Keep one data frame: its time, every point at the map's resolution; alarms as events."""
+        pm = self.cfg.pointmap
+        t = frame.time_us(cfg.time_base)
+        pc = cfg.pmus[0]
+        data = frame.pmus[0]
+        self.stats["frames"] += 1
+        i = self.n
+        if i >= self.max_samples:
+            self.overflow += 1
+            self._flush.set()
+            return
+        if i and self.period_us:
+            missed = (t - self.times[i - 1] + self.period_us // 2) // self.period_us - 1
+            if missed > 0:
+                self.gaps.append((i, missed))
+        self.times[i] = t
+        stat = data.stat
+        q = wire.Q_GOOD
+        if stat & _STAT_ERROR:
+            q |= wire.Q_INVALID
+        if stat & _STAT_UNSYNC:
+            q |= wire.Q_TIME_UNLOCKED
+        self.quality[i] = q
+        for j in range(len(self.points)):
+            pt = self.points[j]
+            x = self._value(pc, data, pt[2], pt[3])
+            v = pm.quantize(pt[4], x)
+            self.cols[j][i] = v
+            state = pm.alarm_state(pt[4], x)
+            if state != pt[5]:
+                if state == "high":
+                    self._event(EV_ALARM_HIGH, SEV_ALARM, pt[0], v,
+                                pm.quantize(pt[4], pt[4].alarm_high), t)
+                elif state == "low":
+                    self._event(EV_ALARM_LOW, SEV_ALARM, pt[0], v,
+                                pm.quantize(pt[4], pt[4].alarm_low), t)
+                else:
+                    self._event(EV_ALARM_CLEAR, SEV_INFO, pt[0], v, None, t)
+                pt[5] = state
+        self.n = i + 1
+        masked = stat & 0xFFFF
+        if self._last_stat is not None and masked != self._last_stat:
+            self._event(EV_STATUS, SEV_WARNING, None, masked, None, t)
+        self._last_stat = masked
+
+    def _lose(self, why):
+        if not self._lost:
+            self._lost = True
+            self.log("source lost: %s" % why)
+            self._event(EV_COMM_LOSS, SEV_ALARM, None, None, None, self.clock.now_us())
+
+    async def sampler(self):
+        from lightnode.drivers.c37118 import client as c37
+        from lightnode.drivers.c37118 import frames
+        from lightnode.drivers.c37118.errors import RemoteProtocolError
+
+        host, port = self.source
+        while self._running:
+            try:
+                r, w = await asyncio.open_connection(host, port)
+            except OSError as e:
+                self._lose("connect: %r" % (e,))
+                await asyncio.sleep_ms(RETRY_MS)
+                continue
+            s = c37.Session(self.idcode)
+            cfg = None
+            try:
+                w.write(s.command(c37.CMD_SEND_CFG2))
+                await w.drain()
+                while self._running:
+                    try:
+                        data = await asyncio.wait_for_ms(r.read(512), LOSS_MS)
+                    except asyncio.TimeoutError:
+                        self._lose("no frame for %d ms" % LOSS_MS)
+                        break
+                    if not data:
+                        self._lose("closed by the source")
+                        break
+                    mv = memoryview(data)
+                    off = 0
+                    while True:
+                        if off < len(mv):
+                            off += s.receive_data(mv[off:])
+                        try:
+                            ev = s.next_event()
+                        except RemoteProtocolError as e:
+                            self.log("bad frame: %s" % e)
+                            continue
+                        if ev is None:
+                            if off >= len(mv):
+                                break
+                            continue
+                        if isinstance(ev, frames.Config):
+                            cfg = ev
+                            if cfg.data_rate > 0:
+                                self.period_us = 1000000 // cfg.data_rate
+                            else:
+                                self.period_us = -cfg.data_rate * 1000000
+                            w.write(s.command(c37.CMD_DATA_ON))
+                            await w.drain()
+                        elif isinstance(ev, frames.DataFrame) and cfg is not None:
+                            if self._lost:
+                                self._lost = False
+                                self._event(EV_COMM_RESTORED, SEV_INFO, None, None, None,
+                                            ev.time_us(cfg.time_base))
+                            self.sample(cfg, ev)
+            except (OSError, RemoteProtocolError) as e:
+                self._lose("%r" % (e,))
+            try:
+                w.close()
+                await w.wait_closed()
+            except OSError:
+                pass
+            if self._running:
+                await asyncio.sleep_ms(RETRY_MS)
+
+    # -- batcher and signer -------------------------------------------------------
+
+    def _sign(self, kind, body):
+        j = self.journal
+        seq, skipped = j.reserve_seq()
+        if skipped > 0 and kind != wire.KIND_EVENT:
+            # the reboot's skip is recorded first, under the number just reserved
+            self._append(seq, wire.KIND_EVENT,
+                         {wire.E_TYPE: EV_SEQ_SKIP, wire.E_SEVERITY: SEV_WARNING,
+                          wire.E_VALUE: skipped, wire.E_TIME: self.clock.now_us()})
+            self.stats["events"] += 1
+            seq, skipped = j.reserve_seq()
+        self._append(seq, kind, body)
+
+    def _append(self, seq, kind, body):
+        j = self.journal
+        data, tx_id = txn.make(self.key, self.cfg.device, self.cfg.segment, seq, j.prev,
+                               self.clock.stamp(), kind, body, self._protected)
+        j.append(seq, tx_id, data)
+        data = None
+        st = self.stats
+        st["appended"] += 1
+        if st["first_seq"] is None:
+            st["first_seq"] = seq
+        st["last_seq"] = seq
+
+    def close_window(self):
+        """Sign what the window holds: events first, then one readings transaction."""
+        while self.events:
+            self._sign(wire.KIND_EVENT, self.events.pop(0))
+            self.stats["events"] += 1
+        n = self.n
+        if n:
+            pts = [(pt[0], pt[1], self.cols[j][:n]) for j, pt in enumerate(self.points)]
+            q = self.quality[:n] if any(self.quality[:n]) else None
+            body = [readings.series_cbor(self.times[:n], self.period_us or 1, pts, q,
+                                         self.gaps or None)]
+            pts = None
+            self.n = 0
+            self.gaps = []
+            gc.collect()
+            self._sign(wire.KIND_READINGS, body)
+            self.stats["readings"] += 1
+        self.journal.sync()
+        self._new.set()
+
+    def heartbeat(self):
+        free = gc.mem_free()
+        mf = self.stats["min_free_heap"]
+        if mf is None or free < mf:
+            self.stats["min_free_heap"] = free
+        body = {
+            wire.HB_FIRMWARE: VERSION,
+            wire.HB_FREE_HEAP: free,
+            wire.HB_JOURNAL: self.journal.usage()[1],
+            wire.HB_LINK: LINK_CODES.get(self.client.state, 0),
+            wire.HB_TIME_QUALITY: self.clock.quality()[0],
+            wire.HB_RESET_CAUSE: self.reset_cause,
+        }
+        self._sign(wire.KIND_HEARTBEAT, body)
+        self.journal.sync()
+        self.stats["heartbeats"] += 1
+        self._new.set()
+
+    async def batcher(self):
+        windows = 0
+        while self._running:
+            try:
+                await asyncio.wait_for_ms(self._flush.wait(), self.window_ms)
+            except asyncio.TimeoutError:
+                pass
+            self._flush.clear()
+            if not self._running:
+                break
+            gc.collect()
+            self.close_window()
+            windows += 1
+            if windows % self.heartbeat_every == 0:
+                self.heartbeat()
+
+    # -- uplink and acks ----------------------------------------------------------
+
+    def on_message(self, topic, payload):
+        # runs in the MQTT reader: keep it short, check later
+        if len(self.acks) >= MAX_ACKS:
+            self.acks.pop(0)
+        self.acks.append(bytes(payload))
+        self._ack_ev.set()
+
+    def on_reject(self, key, reason):
+        self.set_aside[key] = reason
+        self.log("record %s set aside: %s" % (key, reason))
+
+    def check_acks(self):
+        while self.acks:
+            data = self.acks.pop(0)
+            try:
+                freed = self.journal.free_through(data, self.node_keys, self.cfg.device,
+                                                  self.cfg.segment)
+                self.stats["acks"] += 1
+                self.stats["freed"] += freed
+                continue
+            except ack.AckError as e:
+                if e.reason != ack.AR_CTY:
+                    self.stats["bad_acks"] += 1
+                    self.log("ack refused: %s" % e)
+                    continue
+            try:
+                n = ack.check_nack(data, self.node_keys, self.cfg.device)
+            except ack.AckError as e:
+                self.stats["bad_acks"] += 1
+                self.log("NACK refused: %s" % e)
+                continue
+            self.stats["nacks"] += 1
+            if n.seq is not None:
+                self.client.reject(n.seq, n.reason)
+
+    async def acker(self):
+        while self._running or self.acks:
+            await self._ack_ev.wait()
+            self._ack_ev.clear()
+            self.check_acks()
+            gc.collect()
+
+    def _next_records(self):
+        out = []
+        g = self.journal.pending()
+        try:
+            for seq, _id, data in g:
+                if seq > self.sent_through and seq not in self.set_aside:
+                    out.append((seq, bytes(data)))
+                    if len(out) >= SEND_AHEAD:
+                        break
+        finally:
+            g.close()
+        return out
+
+    async def uplink(self):
+        while True:
+            recs = self._next_records()
+            if not recs:
+                if not self._running:
+                    break
+                await self._new.wait()
+                self._new.clear()
+                continue
+            for seq, data in recs:
+                await self.client.publish(self.topic_tx, data, key=seq)
+                self.sent_through = seq
+            recs = None
+
+    # -- the whole --------------------------------------------------------------
+
+    async def run(self, seconds=None, drain_s=10):
+        """Run until ``seconds`` have passed (forever if None); then flush, and wait up to
+        ``drain_s`` for the last records' block acks."""
+        c = self.client
+        c.on_reject = self.on_reject
+        c.subscribe(self.topic_ack, self.on_message)
+        tasks = [asyncio.create_task(c.run()),
+                 asyncio.create_task(self.sampler()),
+                 asyncio.create_task(self.batcher()),
+                 asyncio.create_task(self.uplink()),
+                 asyncio.create_task(self.acker())]
+        if seconds is None:
+            await tasks[2]
+            return self.stats
+        await asyncio.sleep_ms(int(seconds * 1000))
+        self._running = False
+        self._flush.set()
+        await tasks[2]
+        tasks[1].cancel()
+        self.close_window()
+        self.heartbeat()
+        self._new.set()
+        from lightnode.drivers import ticks
+
+        t0 = ticks.ticks_us()
+        while self.journal.usage()[1] and ticks.ticks_diff(ticks.ticks_us(), t0) < drain_s * 1000000:
+            await asyncio.sleep_ms(100)
+        self._ack_ev.set()
+        await c.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep_ms(0)
+        self.stats["pending"] = self.journal.usage()[1]
+        self.stats["link"] = c.status()
+        return self.stats
+
+
+def reset_cause():
+    try:
+        import machine
+
+        return machine.reset_cause()
+    except (ImportError, AttributeError):
+        return 0
+
