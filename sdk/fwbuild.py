@@ -33,10 +33,6 @@ from lightnode.registry import key_id
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-# mpy-cross -march per board, until every board.json says it as "mpy_arch".
-ARCHES = {"pico_w": "armv6m", "pico2_w": "armv7emsp", "esp32": "xtensawin",
-          "esp32s3": "xtensawin", "unix": "x64"}
-
 
 class BundleError(LightnodeError):
     """A bundle that does not verify; ``reason`` is one of ``ln.update.R_*``."""
@@ -47,11 +43,10 @@ class BundleError(LightnodeError):
 
 
 def board_arch(board: str) -> str:
-    """The mpy-cross architecture of a board (``mpy_arch`` in board.json, else the table above)."""
-    facts = boards.load(board)
-    arch = facts.get("mpy_arch") or ARCHES.get(board) or ARCHES.get(facts.get("stands_in_for", ""))
+    """The mpy-cross ``-march`` of a board (``mpy_arch`` in its board.json)."""
+    arch = boards.load(board).get("mpy_arch")
     if not arch:
-        raise ValueError(f"board {board}: no mpy_arch")
+        raise ValueError(f"board {board}: no mpy_arch in its board.json")
     return str(arch)
 
 
@@ -60,7 +55,7 @@ def compile_files(board: str) -> dict[str, bytes]:
     exe = mp.find_mpy_cross()
     arch = board_arch(board)
     out: dict[str, bytes] = {}
-    sources = mp._sources() + [(None, "lightnode/__init__.py")]
+    sources = mp.image_sources() + [(None, "lightnode/__init__.py")]
     with tempfile.TemporaryDirectory(prefix="lightnode-fw-") as tmp:
         empty = Path(tmp) / "__init__.py"
         empty.write_text("")

@@ -83,7 +83,7 @@ def find_mpy_cross() -> str:
     return _find_tool("mpy-cross", "mpy-cross", "mpy-cross")
 
 
-def _sources() -> list[tuple[Path, str]]:
+def image_sources() -> list[tuple[Path, str]]:
     """Every file of the device image (.py, and the .json maps) with its path on the board."""
     src = _source_dirs()
     files = [(p, "ln/" + p.name) for p in sorted(src["ln"].glob("*.py"))]
@@ -103,7 +103,7 @@ def device_image(compiled: bool = True) -> Path:
     a board's budget does not have. Otherwise symlinks to the sources, for
     tracebacks with source lines. Made once per process and content.
     """
-    files = _sources()
+    files = image_sources()
     digest = hashlib.sha256()
     for path, dest in files:
         digest.update(dest.encode() + b"\0" + path.read_bytes())
