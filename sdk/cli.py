@@ -41,6 +41,7 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 def _register() -> None:
     from lightnode.brokercli import broker
     from lightnode.evidencecli import evidence
+    from lightnode.firmwarecli import firmware
     from lightnode.ledgercli import audit, ledger
     from lightnode.nodecli import node
     from lightnode.pointmapcli import pointmap_group
@@ -62,6 +63,7 @@ def _register() -> None:
     main.add_command(audit)
     main.add_command(node)
     main.add_command(evidence)
+    main.add_command(firmware)
 
 
 _register()

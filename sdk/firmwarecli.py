@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from lightnode import boards
 from lightnode.errors import LightnodeError
+from lightnode.fwcli import firmware  # one group: build (fwcli) and run (here)
 
 MAIN = Path(__file__).resolve().parent / "firmware" / "main.py"
 
@@ -50,11 +51,6 @@ def run_board(directory: str | Path, seconds: float | None = None, image: str = 
     timeout = (seconds + 120) if seconds is not None else 10 ** 7
     return mp.run_unix(_main_script(), board=board, heap=heap, cwd=d, image=image, timeout=timeout,
                        args=("-" if seconds is None else "%g" % seconds, "%g" % window))
-
-
-@click.group("firmware")
-def firmware() -> None:
-    """The light-node firmware."""
 
 
 @firmware.command("run")

@@ -10,7 +10,7 @@ from lightnode import boards
 
 @click.group("firmware")
 def firmware() -> None:
-    """Build the signed application bundles that light nodes install as updates."""
+    """The light-node firmware: build signed update bundles, run it on a unix-port board."""
 
 
 @firmware.command("build")
