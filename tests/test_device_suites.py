@@ -20,7 +20,7 @@ MODULES = sorted(p for p in DEVICE.glob("test_*.py"))
 
 
 def _settings(path):
-    found = {"PORTS": ("unix",), "HEAP_KB": None, "WASM_TIMEOUT": 600}
+    found = {"PORTS": ("unix",), "HEAP_KB": None, "WASM_TIMEOUT": 180}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             name = getattr(node.targets[0], "id", None)
