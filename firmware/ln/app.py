@@ -20,16 +20,16 @@ import gc
 from . import VERSION, ack, readings, txn, wire
 
 # Event types (body key 0).
-EV_ALARM_HIGH = 1  # a point went above its alarm.high
-EV_ALARM_LOW = 2  # below alarm.low
-EV_ALARM_CLEAR = 3  # back within its limits
-EV_COMM_LOSS = 4  # the source stopped answering
-EV_COMM_RESTORED = 5
-EV_STATUS = 6  # the source's own status word changed (value: the new word)
-EV_SEQ_SKIP = 7  # a reboot skipped sequence numbers (value: how many)
-SEV_INFO, SEV_WARNING, SEV_ALARM = 0, 1, 2
-
-LINK_CODES = {"down": 0, "connecting": 1, "up": 2, "closed": 3}
+EV_ALARM_HIGH = wire.EV_ALARM_HIGH
+EV_ALARM_LOW = wire.EV_ALARM_LOW
+EV_ALARM_CLEAR = wire.EV_ALARM_CLEAR
+EV_COMM_LOSS = wire.EV_COMM_LOSS
+EV_COMM_RESTORED = wire.EV_COMM_RESTORED
+EV_STATUS = wire.EV_STATUS
+EV_SEQ_SKIP = wire.EV_SEQ_SKIP
+SEV_INFO, SEV_WARNING, SEV_ALARM = wire.SEV_INFO, wire.SEV_WARNING, wire.SEV_ALARM
+LINK_CODES = {"down": wire.LINK_DOWN, "connecting": wire.LINK_CONNECTING, "up": wire.LINK_UP,
+              "closed": wire.LINK_CLOSED}
 
 MAX_SAMPLES = 512  # per window: a 5 s window at 100 frames/s
 MAX_EVENTS = 16  # events waiting for the batcher; more are counted, not kept

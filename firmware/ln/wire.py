@@ -94,6 +94,28 @@ E_VALUE = const(3)
 E_LIMIT = const(4)
 E_TIME = const(5)
 
+# Event types (E_TYPE).
+EV_ALARM_HIGH = const(1)  # a point went above its alarm high limit
+EV_ALARM_LOW = const(2)  # below its alarm low limit
+EV_ALARM_CLEAR = const(3)  # back within its limits
+EV_COMM_LOSS = const(4)  # the source stopped answering
+EV_COMM_RESTORED = const(5)
+EV_STATUS = const(6)  # the source's own status word changed (value: the new word)
+EV_SEQ_SKIP = const(7)  # a reboot skipped sequence numbers (value: how many)
+EV_CLOCK_STEP = const(8)  # the device clock was stepped (value: the step, us)
+
+# Event severities (E_SEVERITY).
+SEV_INFO = const(0)
+SEV_WARNING = const(1)
+SEV_ALARM = const(2)
+SEV_CRITICAL = const(3)
+
+# Heartbeat link states (HB_LINK).
+LINK_DOWN = const(0)
+LINK_CONNECTING = const(1)
+LINK_UP = const(2)
+LINK_CLOSED = const(3)
+
 # Heartbeat body keys.
 HB_FIRMWARE = const(0)
 HB_FREE_HEAP = const(1)
