@@ -23,13 +23,15 @@ import os
 import sys
 
 from . import VERSION
+from .fs import TMP, default_root
+from .fs import exists as _exists
+from .fs import rename_over as _rename
 
 FORMAT = 1
 DIR = "/lightnode"
 STATE_FILE = "boot.json"
 LOG_FILE = "crash.log"
 LOG_OLD = "crash.log.1"
-TMP = ".tmp"
 SLOTS = ("a", "b")
 SLOT_DIR = "/slot_%s"  # % slot name, under the board's root
 MAX_STATE_BYTES = 1024
@@ -42,14 +44,8 @@ TRIAL_MS = 600000  # uptime a new slot gets to become healthy in one boot
 NORMAL = "normal"
 SAFE = "safe"
 ROLLBACK = "rollback"
-_HOSTED = ("linux", "darwin", "win32")  # the unix port, and CPython
 
 
-def default_root():
-    """"" on a board; the working directory under the unix port."""
-    if sys.platform in _HOSTED:
-        return os.getcwd()
-    return ""
 
 
 def _root(root):
@@ -60,27 +56,10 @@ def _dir(root):
     return _root(root) + DIR
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
-def _rename(src, dst):
-    try:
-        os.rename(src, dst)
-    except OSError:  # a filesystem whose rename does not replace (FAT)
-        _remove(dst)
-        os.rename(src, dst)
 
 
 def _fresh():

@@ -22,9 +22,13 @@ import binascii
 import hashlib
 import json
 import os
-import sys
 
 from . import ed25519, wire
+from .fs import TMP, default_root, write_atomic
+from .fs import exists as _exists
+from .fs import read_limited as _read
+from .fs import remove as _remove
+from .fs import rename_over as _rename
 
 FORMAT = 1
 DIR = "/lightnode"
@@ -32,7 +36,6 @@ KEY_FILE = "key.bin"
 IDENTITY_FILE = "identity.json"
 CONFIG_FILE = "config.json"
 MAP_FILE = "map-%s.json"  # % first 16 hex digits of the map's digest
-TMP = ".tmp"
 DEVICE_ID_BYTES = 8  # the first 8 bytes of SHA-256 of the device's first public key
 MAX_CONFIG_BYTES = 8192
 MAX_NODE_KEYS = 32
@@ -42,7 +45,6 @@ BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 _HEX = "0123456789abcdef"
 _SEGMENT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
-_HOSTED = ("linux", "darwin", "win32")  # the unix port, and CPython
 
 
 class KeyStoreError(Exception):
@@ -58,67 +60,20 @@ class ConfigError(ValueError):
         super().__init__("%s: %s" % (field, reason))
 
 
-def default_root():
-    """"" on a board; the working directory under the unix port."""
-    if sys.platform in _HOSTED:
-        return os.getcwd()
-    return ""
 
 
 def _dir(root):
     return (default_root() if root is None else root) + DIR
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
-def _read(path, limit):
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError("%s: more than %d bytes" % (path, limit))
-    return data
 
 
-def write_atomic(path, chunks, private=False):
-    """Write the bytes in ``chunks`` to ``path`` so that a power cut leaves the old file or the new one.
-
-    The data goes to ``path + ".tmp"`` first and is renamed over ``path``
-    (littlefs and POSIX rename replace the target in one step). A failed
-    write removes the temporary file and leaves ``path`` as it was.
-    """
-    tmp = path + TMP
-    try:
-        with open(tmp, "wb") as f:
-            if private and hasattr(os, "chmod"):  # CPython; a board has no other reader
-                os.chmod(tmp, 0o600)
-            for c in chunks:
-                f.write(c)
-            f.flush()
-    except Exception:
-        _remove(tmp)
-        raise
-    _rename(tmp, path)
 
 
-def _rename(src, dst):
-    try:
-        os.rename(src, dst)
-    except OSError:  # a filesystem whose rename does not replace (FAT)
-        _remove(dst)
-        os.rename(src, dst)
 
 
 def _hex(b):

@@ -19,7 +19,7 @@ its SHA-256 as it streams to flash. docs/updates.md has the rules.
 import hashlib
 import os
 
-from . import boot, cbor, cose, wire
+from . import boot, cbor, cose, fs, wire
 from .errors import WireError
 
 MAGIC = b"LNUP"
@@ -197,7 +197,7 @@ def _is_dir(path):
 def remove_tree(path):
     """Remove a folder and everything in it; nothing if it is not there."""
     if not _is_dir(path):
-        boot._remove(path)
+        fs.remove(path)
         return
     for name in os.listdir(path):
         remove_tree(path + "/" + name)
