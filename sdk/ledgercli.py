@@ -24,12 +24,12 @@ from typing import Any
 import click
 from lightnode.errors import LightnodeError
 from lightnode.ledger import query
-from lightnode.ledger.store import Store, open_store
+from lightnode.ledger.store import DEFAULT_URL, ENV_URL, Store, open_store
 from rich.console import Console
 from rich.table import Table
 
-DEFAULT_STORE = "lightnode-ledger.db"
-ENV_STORE = "LIGHTNODE_STORE"
+DEFAULT_STORE = DEFAULT_URL
+ENV_STORE = ENV_URL
 
 
 def _console() -> Console:

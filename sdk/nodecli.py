@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from lightnode.ledger.store import DEFAULT_URL, ENV_URL
 
 BLOCK_ENTRIES = 1024
 BLOCK_AGE_MS = 1000
@@ -73,12 +74,15 @@ def write_node_keys(path: str, node: str) -> dict[str, bytes]:
 @click.option(
     "--store",
     "store_url",
-    default="sqlite:///ledger.db",
+    envvar=ENV_URL,
+    default=DEFAULT_URL,
     show_default=True,
-    help="Ledger store: sqlite:///path (WAL) or postgresql://...[?schema=NAME].",
+    help="Ledger store: sqlite:///path (WAL), a path, or postgresql://...[?schema=NAME]; "
+    "the same default as lightnode ledger and audit.",
 )
 @click.option("--registry", "registry_path", required=True, help="The registry (SQLite file).")
-@click.option("--key-file", required=True, help="The node's role keys (JSON, see above).")
+@click.option("--key-file", required=True,
+              help="The node's role keys: a JSON file written by --new-keys (mode 0600).")
 @click.option(
     "--new-keys",
     "new_keys",
@@ -102,7 +106,7 @@ def write_node_keys(path: str, node: str) -> dict[str, bytes]:
     "--reorder-timeout-ms",
     default=2000,
     show_default=True,
-    help="How long an out-of-order transaction waits for the gap before it to close.",
+    help="How long an out-of-order transaction waits for the missing ones before it is committed with a gap flag.",
 )
 @click.option(
     "--nack-per-s", default=5.0, show_default=True, help="NACKs per second per source (sustained)."

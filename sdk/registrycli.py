@@ -27,6 +27,7 @@ from typing import Any
 import click
 from lightnode import keys, registry
 from lightnode.errors import LightnodeError
+from lightnode.firmware.ln import wire as spec
 from rich.console import Console
 from rich.table import Table
 
@@ -203,6 +204,34 @@ def show(as_json: bool, registry_path: str) -> None:
 
 
 # -- device -----------------------------------------------------------------------------------
+
+
+@registry_group.command("node-key")
+@click.argument("node")
+@click.argument("role", type=click.Choice(spec.NODE_ROLES))
+@click.argument("public_key", metavar="KEY")
+@_registry_option
+@_signer_options
+@_refusals
+def node_key(
+    node: str, role: str, public_key: str, registry_path: str, as_name: str | None,
+    key_file: str | None
+) -> None:
+    """Register a full node's public KEY (hex) for ROLE; `lightnode node --new-keys` prints them.
+
+    A node refuses to start with keys the registry does not hold for it;
+    devices learn the keys by role at provisioning.
+    """
+    try:
+        key = keys.parse_public_key(public_key)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="KEY") from e
+    reg = _open(registry_path)
+    try:
+        nk = reg.add_node_key(node, role, key, _signer(reg, registry_path, as_name, key_file))
+    finally:
+        reg.close()
+    _console().print(f"node {nk.node}: {role} key {key.hex()} (kid {registry.key_id(key).hex()})")
 
 
 @click.group("device")

@@ -34,6 +34,11 @@ from lightnode.ledger.errors import StoreError
 __all__ = ["Block", "Entry", "Flag", "Store", "open_store"]
 
 # What a flag on an entry says (bits of entries.flags, and flags.kind).
+# Where a store is when nobody says: the node, ledger, audit and evidence
+# commands all open this, so they find each other's store.
+DEFAULT_URL = "lightnode-ledger.db"
+ENV_URL = "LIGHTNODE_STORE"
+
 FLAG_GAP = 1  # sequence numbers missing before this one
 FLAG_PREV = 2  # prev is not the id of the device's previous transaction
 FLAG_LATE = 4  # arrived after a later sequence number of the same device
