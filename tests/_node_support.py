@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _need import missing
@@ -54,22 +55,29 @@ def mosquitto(tmp: Path, inflight: int = 4096, queued: int = 200_000) -> Iterato
     port = free_port()
     conf = tmp / ("mosquitto-%d.conf" % port)
     conf.write_text(MOSQUITTO_CONF.format(port=port, inflight=inflight, queued=queued))
-    log_path = tmp / ("mosquitto-%d.log" % port)
-    log = open(log_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("mosquitto exited: %s" % log_path.read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("mosquitto did not listen on %d" % port)
-                time.sleep(0.05)
+    with running_mosquitto(MOSQUITTO, conf, [port], tmp / ("mosquitto-%d.log" % port)):
         yield port
+
+
+@contextlib.contextmanager
+def running_mosquitto(exe: str, conf: Path, ports: list[int], log_path: Path) -> Iterator[Any]:
+    """``mosquitto -c conf`` until the block ends; it must listen on every port within 5 s."""
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 5
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail("mosquitto exited: %s" % log_path.read_text())
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail("mosquitto did not listen on %d" % port)
+                    time.sleep(0.05)
+        yield proc
     finally:
         proc.terminate()
         try:

@@ -11,7 +11,6 @@ under CI=true.
 """
 
 import base64
-import contextlib
 import os
 import queue
 import re
@@ -25,6 +24,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from _need import missing
+from _node_support import running_mosquitto
 from click.testing import CliRunner
 from lightnode import broker
 from lightnode.brokercli import broker as broker_cli
@@ -226,38 +226,9 @@ def mosq(tmp_path_factory):
         tmp / "out", [(A, SEG), (B, SEG), (C, SEG2), (D, SEG), (E, SEG)], [NODE, NODE2], creds,
         certs_dir=tmp / "certs", port=tls_port, bind="127.0.0.1", plain_port=plain_port,
         user="root" if os.geteuid() == 0 else None)
-    with _running(exe, files.conf, (tls_port, plain_port), tmp / "mosquitto.log"):
+    with running_mosquitto(exe, files.conf, (tls_port, plain_port), tmp / "mosquitto.log"):
         yield {"pw": pw, "tls_port": tls_port, "plain_port": plain_port,
                "ca": certs.paths["ca.crt"], "files": files}
-
-
-@contextlib.contextmanager
-def _running(exe, conf, ports, log_path):
-    """mosquitto -c conf until the block ends; it must listen on every port within 5 s."""
-    log = open(log_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for port in ports:
-            deadline = time.monotonic() + 5
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail("mosquitto exited: %s" % log_path.read_text())
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail("mosquitto did not listen on %d" % port)
-                    time.sleep(0.05)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture(params=["plain", "tls"])
@@ -476,7 +447,7 @@ def test_cli_certs_then_config_from_the_registry(tmp_path):
     assert r.exit_code == 0 and "new password" not in r.output
     assert (out / ("node-%s.password" % NODE)).read_text().strip() == node_pw
 
-    with _running(exe, out / "mosquitto.conf", (tls_port, plain_port), tmp_path / "log") as proc:
+    with running_mosquitto(exe, out / "mosquitto.conf", (tls_port, plain_port), tmp_path / "log") as proc:
         net = {"tls": True, "host": "localhost", "port": tls_port, "ca": certs / "ca.crt"}
         a, b, node, d = peers = [Peer(net, A, "pw-a"), Peer(net, B, "pw-b"),
                                  Peer(net, NODE, node_pw), Peer(net, D, "pw-d")]

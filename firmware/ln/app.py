@@ -19,15 +19,6 @@ import gc
 
 from . import VERSION, ack, readings, txn, wire
 
-# Event types (body key 0).
-EV_ALARM_HIGH = wire.EV_ALARM_HIGH
-EV_ALARM_LOW = wire.EV_ALARM_LOW
-EV_ALARM_CLEAR = wire.EV_ALARM_CLEAR
-EV_COMM_LOSS = wire.EV_COMM_LOSS
-EV_COMM_RESTORED = wire.EV_COMM_RESTORED
-EV_STATUS = wire.EV_STATUS
-EV_SEQ_SKIP = wire.EV_SEQ_SKIP
-SEV_INFO, SEV_WARNING, SEV_ALARM = wire.SEV_INFO, wire.SEV_WARNING, wire.SEV_ALARM
 LINK_CODES = {"down": wire.LINK_DOWN, "connecting": wire.LINK_CONNECTING, "up": wire.LINK_UP,
               "closed": wire.LINK_CLOSED}
 
@@ -166,25 +157,25 @@ class App:
             state = pm.alarm_state(pt[4], x)
             if state != pt[5]:
                 if state == "high":
-                    self._event(EV_ALARM_HIGH, SEV_ALARM, pt[0], v,
+                    self._event(wire.EV_ALARM_HIGH, wire.SEV_ALARM, pt[0], v,
                                 pm.quantize(pt[4], pt[4].alarm_high), t)
                 elif state == "low":
-                    self._event(EV_ALARM_LOW, SEV_ALARM, pt[0], v,
+                    self._event(wire.EV_ALARM_LOW, wire.SEV_ALARM, pt[0], v,
                                 pm.quantize(pt[4], pt[4].alarm_low), t)
                 else:
-                    self._event(EV_ALARM_CLEAR, SEV_INFO, pt[0], v, None, t)
+                    self._event(wire.EV_ALARM_CLEAR, wire.SEV_INFO, pt[0], v, None, t)
                 pt[5] = state
         self.n = i + 1
         masked = stat & 0xFFFF
         if self._last_stat is not None and masked != self._last_stat:
-            self._event(EV_STATUS, SEV_WARNING, None, masked, None, t)
+            self._event(wire.EV_STATUS, wire.SEV_WARNING, None, masked, None, t)
         self._last_stat = masked
 
     def _lose(self, why):
         if not self._lost:
             self._lost = True
             self.log("source lost: %s" % why)
-            self._event(EV_COMM_LOSS, SEV_ALARM, None, None, None, self.clock.now_us())
+            self._event(wire.EV_COMM_LOSS, wire.SEV_ALARM, None, None, None, self.clock.now_us())
 
     async def sampler(self):
         from lightnode.drivers.c37118 import client as c37
@@ -238,7 +229,7 @@ class App:
                         elif isinstance(ev, frames.DataFrame) and cfg is not None:
                             if self._lost:
                                 self._lost = False
-                                self._event(EV_COMM_RESTORED, SEV_INFO, None, None, None,
+                                self._event(wire.EV_COMM_RESTORED, wire.SEV_INFO, None, None, None,
                                             ev.time_us(cfg.time_base))
                             self.sample(cfg, ev)
             except (OSError, RemoteProtocolError) as e:
@@ -259,7 +250,7 @@ class App:
         if skipped > 0 and kind != wire.KIND_EVENT:
             # the reboot's skip is recorded first, under the number just reserved
             self._append(seq, wire.KIND_EVENT,
-                         {wire.E_TYPE: EV_SEQ_SKIP, wire.E_SEVERITY: SEV_WARNING,
+                         {wire.E_TYPE: wire.EV_SEQ_SKIP, wire.E_SEVERITY: wire.SEV_WARNING,
                           wire.E_VALUE: skipped, wire.E_TIME: self.clock.now_us()})
             self.stats["events"] += 1
             seq, skipped = j.reserve_seq()

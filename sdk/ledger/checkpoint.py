@@ -47,16 +47,6 @@ __all__ = [
     "verify_final",
 ]
 
-# Checkpoint payload map keys: one place, shared with the device (block acks).
-CP_VERSION = spec.CP_VERSION
-CP_CHAIN = spec.CP_CHAIN
-CP_SIZE = spec.CP_SIZE
-CP_ROOT = spec.CP_ROOT
-CP_PREV = spec.CP_PREV
-CP_TIME = spec.CP_TIME
-CP_REGISTRY = spec.CP_REGISTRY
-CP_KEYS = spec.CP_KEYS
-CHECKPOINT_VERSION = spec.CHECKPOINT_VERSION
 GENESIS = bytes(HASH_SIZE)  # ``prev`` of a chain's first checkpoint
 
 KIND_SEGMENT = "segment"
@@ -91,7 +81,7 @@ class Checkpoint:
     prev: bytes  # SHA-256 of the previous checkpoint's payload; GENESIS for the first
     time: int  # us since 1970, the producing node's clock when it cut the block
     registry: tuple[int, bytes] | None = None
-    version: int = CHECKPOINT_VERSION
+    version: int = spec.CHECKPOINT_VERSION
 
     def payload(self) -> bytes:
         """The deterministic CBOR map that is signed (and hashed into the next ``prev``)."""
@@ -114,13 +104,13 @@ class Checkpoint:
             reg = [rsize, bytes(rroot)]
         return wire.encode(
             {
-                CP_VERSION: self.version,
-                CP_CHAIN: self.chain,
-                CP_SIZE: self.size,
-                CP_ROOT: self.root,
-                CP_PREV: self.prev,
-                CP_TIME: self.time,
-                CP_REGISTRY: reg,
+                spec.CP_VERSION: self.version,
+                spec.CP_CHAIN: self.chain,
+                spec.CP_SIZE: self.size,
+                spec.CP_ROOT: self.root,
+                spec.CP_PREV: self.prev,
+                spec.CP_TIME: self.time,
+                spec.CP_REGISTRY: reg,
             }
         )
 
@@ -145,11 +135,11 @@ def parse_payload(payload: bytes) -> Checkpoint:
         m = wire._load(payload, wire.TAGS_NONE)  # canonical re-encoding checked there
     except WireError as e:
         raise _refuse("bad-checkpoint", "payload: %s" % e) from None
-    if type(m) is not dict or sorted(m) != list(CP_KEYS):
+    if type(m) is not dict or sorted(m) != list(spec.CP_KEYS):
         raise _refuse("bad-checkpoint", "payload: a map of keys 0-6 expected")
-    if m[CP_VERSION] != CHECKPOINT_VERSION:
-        raise _refuse("bad-checkpoint", "version %r" % (m[CP_VERSION],))
-    reg = m[CP_REGISTRY]
+    if m[spec.CP_VERSION] != spec.CHECKPOINT_VERSION:
+        raise _refuse("bad-checkpoint", "version %r" % (m[spec.CP_VERSION],))
+    reg = m[spec.CP_REGISTRY]
     if reg is not None:
         if (
             type(reg) is not list
@@ -159,9 +149,9 @@ def parse_payload(payload: bytes) -> Checkpoint:
         ):
             raise _refuse("bad-checkpoint", "registry: [size, root] or null expected")
         reg = (reg[0], reg[1])
-    if type(m[CP_CHAIN]) is not str:
+    if type(m[spec.CP_CHAIN]) is not str:
         raise _refuse("bad-checkpoint", "chain: text expected")
-    c = Checkpoint(m[CP_CHAIN], m[CP_SIZE], m[CP_ROOT], m[CP_PREV], m[CP_TIME], reg)
+    c = Checkpoint(m[spec.CP_CHAIN], m[spec.CP_SIZE], m[spec.CP_ROOT], m[spec.CP_PREV], m[spec.CP_TIME], reg)
     try:
         again = c.payload()
     except (ValueError, TypeError) as e:
