@@ -40,6 +40,7 @@ def demo(windows: int, board: str, out: str | None, seed: str | None) -> None:
 
 def _register() -> None:
     from lightnode.brokercli import broker
+    from lightnode.devicedump import dump
     from lightnode.evidencecli import evidence
     from lightnode.firmwarecli import firmware
     from lightnode.ledgercli import audit, ledger
@@ -55,6 +56,7 @@ def _register() -> None:
     main.add_command(pointmap_group)
     main.add_command(registry_group)
     device.add_command(provision)
+    device.add_command(dump)
     main.add_command(device)
     main.add_command(operator)
     main.add_command(board)
