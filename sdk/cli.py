@@ -49,6 +49,7 @@ def _register() -> None:
     from lightnode.probe import probe
     from lightnode.provisioncli import board, provision
     from lightnode.registrycli import device, operator, registry_group
+    from lightnode.reportcli import report
     from lightnode.txcli import tx
 
     main.add_command(tx)
@@ -66,6 +67,7 @@ def _register() -> None:
     main.add_command(node)
     main.add_command(evidence)
     main.add_command(firmware)
+    main.add_command(report)
 
 
 _register()
