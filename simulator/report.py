@@ -785,7 +785,8 @@ def _plot_angles(run: Mapping[str, Any]) -> _Plot | None:
         w,
         h,
         "Phase angles (wrapped to ±180°); below, each PMU against %s: a spoofed clock "
-        "shows as a step or a slope. Red markers: flags the full node raised." % ref,
+        "shows as a step or a slope. Red markers: flags the full node raised, on the flagged PMU's curve or, for a device with no angle series, at the top."
+        % ref,
     )
 
 
