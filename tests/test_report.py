@@ -399,6 +399,15 @@ def test_series_gaps_and_no_pmu(tmp_path):
     run["series"] = {"t_s": [], "frequency_hz": {}, "angle_deg": {}}
     text = report.render_html(run, tmp_path / "nopmu.html").read_text()
     assert len(_parse(text).imgs) == 2 and "No PMU in this run" in text
+    # Nothing at all happened: still a report, with the timeline as its only plot.
+    run.update(timeline=[], attacks=[], detections=[], expectations=[], light_nodes=[], ok=True)
+    run["ingest"] = {"t_s": [], "tx_per_s": []}
+    run["latency_ms"] = {"p50": None, "p99": None, "max": None}
+    text = report.render_html(run, tmp_path / "empty.html").read_text()
+    assert len(_parse(text).imgs) == 1 and "No attack in this scenario" in text
+    console = Console(record=True, width=120, file=io.StringIO())
+    report.print_summary(run, console)
+    assert "— / — / — ms" in console.export_text()
 
 
 def test_load_run_names_what_is_wrong(tmp_path):
