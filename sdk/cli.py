@@ -50,6 +50,7 @@ def _register() -> None:
     from lightnode.provisioncli import board, provision
     from lightnode.registrycli import device, operator, registry_group
     from lightnode.reportcli import report
+    from lightnode.simulatecli import simulate
     from lightnode.txcli import tx
 
     main.add_command(tx)
@@ -67,6 +68,7 @@ def _register() -> None:
     main.add_command(node)
     main.add_command(evidence)
     main.add_command(firmware)
+    main.add_command(simulate)
     main.add_command(report)
 
 

@@ -1,0 +1,588 @@
+"""One simulation run: a scenario's grid, devices and light nodes, three full nodes, the attacks, the record.
+
+``run(opts)`` does, in order:
+
+1. the run's folder (``./lightnode-runs/<scenario>-<UTC time>/`` unless
+   ``out`` is given): the registry, the stores (SQLite by default), the
+   node logs, ``run.json`` and ``report.html`` all go there;
+2. the broker: amqtt embedded in this process on a free loopback port, or
+   the one at ``broker`` (``mqtt://host:port``);
+3. a fresh registry (an admin, the light nodes' devices, the operators of
+   the scenario's consoles, the three full nodes' keys) and the full nodes
+   as ``lightnode node`` processes: a producer and two witnesses
+   (``lightnode.simulator.cluster``);
+4. the grid and its devices (``lightnode.simulator.scenario``), and the
+   fleet of light nodes (``lightnode.simulator.fleet``) reading them;
+5. the run itself, in real time, with the scenario's comm losses and its
+   attacks (``lightnode.simulator.attacks``) at their times, and a progress
+   line on the terminal;
+6. a drain (every light node waits for the block acks of what it signed),
+   the full nodes stopped, and the stores read: the run record (the
+   issue-7 schema, ``lightnode.simulator.report``), the expectations
+   (``lightnode.simulator.expect``), ``run.json``, the summary and the
+   HTML report.
+
+    from lightnode.simulator.run import Options, run
+    record = run(Options("substation", duration_s=20))
+    record["ok"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lightnode import keys, registry
+from lightnode.errors import LightnodeError
+from lightnode.ledger.store import FLAG_CLOCK_BACK, FLAG_TIME_SKEW, open_store
+from lightnode.simulator import attacks as attackmod
+from lightnode.simulator import expect
+from lightnode.simulator.cluster import PRODUCER, WITNESSES, Cluster
+from lightnode.simulator.fleet import Fleet, GridDeviceSource, LightNode, PmuSignalSource, Record
+
+__all__ = ["CI_DURATION_S", "Options", "RunError", "run"]
+
+CI_DURATION_S = 20.0  # the ci profile's length when no --duration is given
+DRAIN_S = 20.0  # after the run, at most this long for the last block acks
+STALL_S = 6.0  # ... and no longer than this once acks stop coming
+SERIES_HZ = 5.0  # the run record's plotted signals, samples per second
+FULL_NODE_NAMES = {"producer": PRODUCER, "witness1": WITNESSES[0], "witness2": WITNESSES[1]}
+
+
+class RunError(LightnodeError):
+    """A run that could not be set up or carried out (not an expectation that failed)."""
+
+
+@dataclass
+class Options:
+    scenario: str = "substation"
+    duration_s: float | None = None
+    nodes: int | None = None
+    firmware: int | str | None = None
+    broker: str | None = None
+    store: str | None = None
+    out: str | None = None
+    profile: str = "full"
+    json: bool = False
+    quiet: bool = False
+    extra_expect: list[Any] = field(default_factory=list)  # Expectation objects added to the file's
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _device_id(scenario: str, name: str) -> bytes:
+    return b"LN" + hashlib.sha256(("%s/%s" % (scenario, name)).encode()).digest()[:6]
+
+
+def _segment(name: str) -> str:
+    s = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24] or "sim"
+    return s
+
+
+def _build_devices(scn: Any, grid: Any) -> dict[str, Any]:
+    """The scenario's devices on its grid, by name (``lightnode.simulator.devices``)."""
+    try:
+        from lightnode.simulator import devices as devmod
+    except ImportError:
+        return {}
+    for fn in ("build", "make_devices", "from_scenario"):
+        f = getattr(devmod, fn, None)
+        if f is not None:
+            made = f(scn, grid)
+            return dict(made) if isinstance(made, dict) else {d.name: d for d in made}
+    f = getattr(devmod, "make", None)
+    if f is not None:
+        return {d.name: f(d, grid) for d in scn.devices}
+    return {}
+
+
+class Runner:
+    """The run's state; also the context the attacks act through."""
+
+    def __init__(self, opts: Options, console: Any) -> None:
+        from lightnode.simulator import scenario as scnmod
+
+        self.opts = opts
+        self.console = console
+        scn = scnmod.load(opts.scenario)
+        if opts.profile == "ci" or opts.duration_s:
+            scn = scn.shortened(opts.duration_s or min(CI_DURATION_S, scn.duration_s))
+        self.scn = scn
+        self.segment = _segment(scn.name)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.out = Path(opts.out) if opts.out else Path("lightnode-runs") / (
+            "%s-%s" % (scn.name, stamp))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self._timeline: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Future[Any]] = []
+        self.t0_wall = time.time()
+        self.t0 = time.monotonic()
+        self.injectors: list[attackmod.Injector] = []
+        self.operators: dict[str, bytes] = {}
+        self.devices: dict[str, Any] = {}
+        self.grid: Any = None
+        self.nodes_by_device: dict[str, LightNode] = {}
+        self.op_actions: list[dict[str, Any]] = []
+
+    # -- the attacks' context ----------------------------------------------------------
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._fleet
+
+    def timeline(self, kind: str, source: str, detail: Any) -> None:
+        self._timeline.append({"t_s": round(time.time() - self.t0_wall, 3), "kind": kind,
+                               "source": source, "detail": detail})
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    def light_node(self, name: str) -> LightNode:
+        for n in self._fleet.nodes:
+            if n.name == name:
+                return n
+        if name in self.nodes_by_device:
+            return self.nodes_by_device[name]
+        raise RunError("no light node or device %r in scenario %s" % (name, self.scn.name))
+
+    def light_node_of_device(self, name: str) -> LightNode | None:
+        if name in self.nodes_by_device:
+            return self.nodes_by_device[name]
+        for n in self._fleet.nodes:
+            if n.name == name:
+                return n
+        return None
+
+    def device(self, name: str) -> Any:
+        if name in self.devices:
+            return self.devices[name]
+        node = self.light_node_of_device(name)
+        if node is not None and isinstance(node.source, GridDeviceSource):
+            return node.source.device
+        return None
+
+    def revoke(self, device_id: bytes, reason: str) -> None:
+        self.cluster.revoke(device_id, reason)
+
+    async def add_light_node(self, node: LightNode, client_id: str) -> None:
+        node.client_id = client_id
+        self._fleet.launch(node)
+
+    def operator_seed(self, name: str) -> bytes:
+        for d in self.scn.devices:
+            if d.kind == "operator" and d.name == name:
+                name = str(d.params["operator"])
+        if name not in self.operators:
+            raise RunError("no operator %r registered" % name)
+        return self.operators[name]
+
+    def operator_name(self, console: str) -> str:
+        for d in self.scn.devices:
+            if d.kind == "operator" and d.name == console:
+                return str(d.params["operator"])
+        return console
+
+    def operator_action(self, tx: Any, action: str, target: Any, args: Any) -> None:
+        self.op_actions.append({"t": time.time(), "action": action, "target": str(target)})
+
+    @property
+    def broker_address(self) -> tuple[str, int]:
+        return self.broker_host, self.broker_port
+
+    async def wipe_producer(self) -> None:
+        await asyncio.to_thread(self.cluster.wipe_producer)
+        await asyncio.to_thread(self._wait_producer)
+
+    def _wait_producer(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self.cluster.producer.stats().get("subscribed"):
+            if time.monotonic() > deadline or not self.cluster.producer.alive():
+                raise RunError("the producer did not come back:\n" + self.cluster.producer.log())
+            time.sleep(0.05)
+
+    # -- setting up ----------------------------------------------------------------------
+
+    def _firmware_check(self) -> None:
+        fw = self.opts.firmware
+        wants = any(n.firmware for n in self.scn.light_nodes)
+        if fw or wants:
+            raise RunError(
+                "--firmware: light nodes running the real firmware in the unix port cannot take "
+                "part in a simulation run yet (the firmware reads a PMU over C37.118 and the "
+                "runner does not yet serve the scenario's devices to unix-port boards); run "
+                "the emulated fleet, or 'lightnode firmware run' for one board")
+
+    def _make_fleet(self) -> None:
+        scn = self.scn
+        self.grid = scn.make_grid()
+        self.devices = _build_devices(scn, self.grid)
+        specs = list(scn.light_nodes)
+        n_want = self.opts.nodes
+        if n_want is not None:
+            if n_want < 1:
+                raise RunError("--nodes must be at least 1")
+            specs = specs[:n_want]
+        nodes: list[LightNode] = []
+        for i, ln in enumerate(specs):
+            dev = self.devices.get(ln.device)
+            source: Any
+            if dev is not None and hasattr(dev, "sample"):
+                source = GridDeviceSource(dev, int(self.t0_wall * 1e6))
+            else:
+                source = PmuSignalSource(ln.device, seed=scn.seed * 31 + i,
+                                         t0_us=int(self.t0_wall * 1e6))
+            trace = [pid for pid, _ in source.trace.values()] if source.trace else []
+            node = LightNode(ln.name, _device_id(scn.name, ln.name), keys.generate_seed(), source,
+                             board=ln.board, window_s=ln.window_s,
+                             phase_s=(i * 0.37) % max(ln.window_s, 1.0), trace_points=trace)
+            nodes.append(node)
+            self.nodes_by_device.setdefault(ln.device, node)
+        extra = (n_want or 0) - len(nodes)
+        for k in range(extra):  # --nodes beyond the scenario's: more PMUs on the same grid
+            name = "pmu-extra-%d" % (k + 1)
+            source = PmuSignalSource(name, seed=scn.seed * 7919 + k, t0_us=int(self.t0_wall * 1e6))
+            nodes.append(LightNode(name, _device_id(scn.name, name), keys.generate_seed(), source,
+                                   board="pico_w", phase_s=(k * 0.173) % 5.0))
+        self._nodes = nodes
+
+    def _provision(self) -> None:
+        c = self.cluster = Cluster(self.out, self.segment, self.opts.store)
+        c.init_registry()
+        for n in self._nodes:
+            c.add_device(n.device_id, keys.public_key(n.seed), n.board)
+        for d in self.scn.devices:
+            if d.kind == "operator":
+                name = str(d.params["operator"])
+                self.operators[name] = c.add_operator(name, str(d.params.get("role", "operator")))
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def main(self) -> dict[str, Any]:
+        self._firmware_check()
+        self._make_fleet()
+        self._provision()
+        async with contextlib.AsyncExitStack() as stack:
+            if self.opts.broker:
+                from urllib.parse import urlsplit
+
+                u = urlsplit(self.opts.broker)
+                if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+                    raise RunError("--broker %r: mqtt://host:port expected" % self.opts.broker)
+                self.broker_host, self.broker_port = u.hostname, u.port or 1883
+                self.broker_url = self.opts.broker
+            else:
+                from lightnode.node.embedded import embedded_broker
+
+                port = await stack.enter_async_context(embedded_broker(_free_port()))
+                self.broker_host, self.broker_port = "127.0.0.1", port
+                self.broker_url = "mqtt://127.0.0.1:%d" % port
+            stack.callback(self.cluster.close)
+            self.cluster.start(self.broker_url)
+            await asyncio.to_thread(self.cluster.wait_ready)
+            fleet = self._fleet = Fleet(self.broker_host, self.broker_port, self.segment,
+                                        self.cluster.node_keys(), self.cluster.witness_keys())
+            for n in self._nodes:
+                fleet.add(n)
+            self.injectors = [attackmod.make(a, self) for a in self.scn.attacks]
+            for inj in self.injectors:
+                await inj.prepare()
+            await fleet.connect()
+            self.t0_wall, self.t0 = time.time(), time.monotonic()
+            for n in self._nodes:
+                if isinstance(n.source, GridDeviceSource):
+                    n.source.t0_us = int(self.t0_wall * 1e6)
+            await fleet.start(self.t0)
+            await self._schedule_and_wait()
+            await self._drain()
+            self.wall_s = time.time() - self.t0_wall
+            for inj in self.injectors:
+                with contextlib.suppress(Exception):
+                    await inj.close()
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.to_thread(self.cluster.stop)
+        return self._record()
+
+    async def _schedule_and_wait(self) -> None:
+        scn = self.scn
+        todo: list[tuple[float, str, Any]] = []
+        for e in scn.events:
+            if e.kind == "comm_loss":
+                todo.append((e.at_s, "comm_loss", e))
+        for inj in self.injectors:
+            todo.append((inj.at_s, "attack", inj))
+        todo.sort(key=lambda x: x[0])
+        progress = _progress(self.console, self.opts.quiet or self.opts.json)
+        task = progress.add_task("simulating", total=scn.duration_s, committed=0, refused=0,
+                                 attacks="0/%d" % len(self.injectors))
+        firing: list[asyncio.Future[Any]] = []
+        with progress:
+            end = self.t0 + scn.duration_s
+            while True:
+                now = time.monotonic()
+                t = now - self.t0
+                while todo and todo[0][0] <= t:
+                    _, what, obj = todo.pop(0)
+                    if what == "comm_loss":
+                        self._comm_loss(obj)
+                    else:
+                        obj.fired_at = time.time()
+                        firing.append(asyncio.ensure_future(obj.fire()))
+                st = self.cluster.producer.stats()
+                progress.update(task, completed=min(t, scn.duration_s),
+                                committed=st.get("added", 0),
+                                refused=sum(st.get("refused", {}).values()),
+                                attacks="%d/%d" % (sum(1 for i in self.injectors if i.fired_at),
+                                                   len(self.injectors)))
+                if now >= end:
+                    break
+                await asyncio.sleep(min(0.25, max(0.0, end - now)))
+            if firing:
+                done = await asyncio.gather(*firing, return_exceptions=True)
+                for inj, r in zip([i for i in self.injectors if i.fired_at], done, strict=False):
+                    if isinstance(r, BaseException):
+                        inj.note = "injection failed: %r" % (r,)
+        for g in getattr(self.grid, "log", []):  # what the grid did, as it happened
+            self._timeline.append({"t_s": round(float(g.t_s), 3), "kind": str(g.kind),
+                                   "source": str(g.source), "detail": str(g.detail)})
+
+    def _comm_loss(self, e: Any) -> None:
+        names = list(e.params.get("nodes") or [])
+        secs = float(e.params.get("duration_s", 10.0))
+        for name in names:
+            with contextlib.suppress(RunError):
+                self.light_node(name).pause(secs)
+        self.timeline("comm_loss", "grid", "uplink of %s lost for %.0f s" % (", ".join(names), secs))
+
+    async def _drain(self) -> None:
+        fleet = self._fleet
+        fleet._stop.set()
+        await asyncio.gather(*fleet._tasks, return_exceptions=True)
+        deadline = time.monotonic() + DRAIN_S
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            legit = sum(1 for n in fleet.nodes for r in n.pending.values() if r.legit)
+            if legit == 0:
+                break
+            if legit != last:
+                last, last_change = legit, time.monotonic()
+            elif time.monotonic() - last_change > STALL_S:
+                break  # nothing acked for a while (a wiped producer's blocks are not final)
+            for n in fleet.nodes:
+                n.watch()
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)  # the node's last cut
+        await asyncio.gather(*(n.disconnect() for n in fleet.nodes), return_exceptions=True)
+
+    # -- the record ------------------------------------------------------------------------
+
+    def _read_stores(self) -> dict[str, Any]:
+        chain = "seg:" + self.segment
+        out: dict[str, Any] = {"entries": {}, "flags": [], "rejections": [], "received": []}
+        wiped = any(i.kind == "wipe_node" for i in self.injectors)
+        names = (PRODUCER, *WITNESSES) if wiped else (PRODUCER,)
+        for name in (PRODUCER, *WITNESSES):
+            try:
+                store = open_store(self.cluster.stores[name])
+            except Exception as e:  # a store that is not there says so in the record
+                out.setdefault("errors", []).append("%s: %s" % (name, e))
+                continue
+            try:
+                if name in names:
+                    for ent in store.entries(chain=chain):
+                        if ent.device is None:
+                            continue
+                        key = (ent.device, ent.seq)
+                        if key not in out["entries"]:
+                            out["entries"][key] = ent
+                            if name == PRODUCER and ent.received:
+                                out["received"].append(ent.received)
+                if name == PRODUCER:
+                    out["rejections"] = store.rejections()
+                for f in store.flags():
+                    out["flags"].append((name, f))
+            finally:
+                store.close()
+        return out
+
+    def _record(self) -> dict[str, Any]:
+        st = self._read_stores()
+        entries: dict[tuple[bytes, int], Any] = st["entries"]
+        self._entries = entries
+        for inj in self.injectors:
+            collect = getattr(inj, "collect", None)
+            if collect is not None:
+                collect()
+        nodes = []
+        latencies: list[float] = []
+        total_tx = total_readings = total_committed = total_lost = 0
+        lost_detail: list[str] = []
+        for n in self._fleet.nodes:
+            legit = [r for r in n.records.values() if r.legit]
+            if n.legit_until == 0.0:  # a clone: all of it is the attack's
+                continue
+            committed = [r for r in legit if _committed(entries, n.device_id, r)]
+            lost = [r for r in legit if not _committed(entries, n.device_id, r)]
+            s = n.summary()
+            nodes.append({
+                "name": n.name, "device_id": n.hex, "device_kind": s["device_kind"],
+                "board": n.board, "firmware": False, "tx_signed": len(legit),
+                "tx_committed": len(committed), "readings": sum(r.readings for r in legit),
+                "lost": len(lost), "acked": s["tx_acked"], "pending": s["pending"],
+                "resent": s["resent"], "nacks": s["nacks"], "foreign_nacks": s["foreign_nacks"],
+                "reconnects": max(0, s["reconnects"] - 1), "set_aside": s["set_aside"],
+            })
+            for r in lost[:5]:
+                lost_detail.append("%s seq %d (%s)" % (n.name, r.seq, r.refused or "not committed"))
+            total_tx += len(legit)
+            total_readings += sum(r.readings for r in committed)
+            total_committed += len(committed)
+            total_lost += len(lost)
+            latencies += [(r.acked_at - r.signed_at) * 1000 for r in legit
+                          if r.acked_at is not None]
+        flags = st["flags"]
+        rejections = st["rejections"]
+        detections = [{"t_s": round(f.time / 1e6 - self.t0_wall, 3), "kind": f.kind,
+                       "device": self._device_name(f.device), "detail": f.detail or node_name}
+                      for node_name, f in flags]
+        attacks = [expect.evaluate_attack(inj, rejections, flags, self) for inj in self.injectors]
+        received = sorted(st["received"])
+        ingest_t, ingest_r = _per_second(received, self.t0_wall, self.wall_s)
+        entry_flags = sum(1 for e in entries.values() if e.flags & (FLAG_TIME_SKEW | FLAG_CLOCK_BACK))
+        record: dict[str, Any] = {
+            "scenario": {"name": self.scn.name, "title": self.scn.title,
+                         "description": self.scn.description, "duration_s": self.scn.duration_s,
+                         "seed": self.scn.seed, "profile": self.opts.profile},
+            "started_at": self.started_at,
+            "wall_s": round(self.wall_s, 2),
+            "store": self.cluster.stores[PRODUCER],
+            "broker": self.broker_url + ("" if self.opts.broker else " (embedded)"),
+            "out": str(self.out),
+            "light_nodes": nodes,
+            "series": self._series(),
+            "ingest": {"t_s": ingest_t, "tx_per_s": ingest_r},
+            "timeline": sorted(self._timeline + self._device_events(), key=lambda x: x["t_s"]),
+            "attacks": attacks,
+            "detections": detections,
+            "expectations": [],
+            "totals": {"transactions": total_tx, "readings": total_readings,
+                       "committed": total_committed,
+                       "rejected": sum(int(r["count"]) for r in rejections),
+                       "flags": len(flags), "lost": total_lost},
+            "latency_ms": _latency(latencies),
+            "ingest_tx_per_s": round(len(received) / max(self.wall_s, 1e-9), 2),
+            "nodes": {name: {"store": self.cluster.stores[name]} for name in self.cluster.stores},
+            "time_entry_flags": entry_flags,
+            "lost_detail": lost_detail,
+        }
+        record["expectations"] = expect.check(self.scn, record, self, list(self.opts.extra_expect))
+        record["ok"] = all(e["met"] for e in record["expectations"])
+        return record
+
+    def _device_name(self, device: bytes | None) -> str:
+        if device is None:
+            return ""
+        for n in self._fleet.nodes:
+            if n.device_id == device:
+                return n.name
+        for name in self.operators:
+            if registry.operator_id(name) == device:
+                return "operator:" + name
+        return device.hex()
+
+    def _device_events(self) -> list[dict[str, Any]]:
+        out = []
+        for n in self._fleet.nodes:
+            for t_s, etype, point, value in n.events:
+                out.append({"t_s": round(t_s, 3), "kind": "device-event", "source": n.name,
+                            "detail": "type %d point %d value %d" % (etype, point, value)})
+        return out
+
+    def _series(self) -> dict[str, Any]:
+        dur = max(self.wall_s, self.scn.duration_s)
+        grid = [round(k / SERIES_HZ, 3) for k in range(int(dur * SERIES_HZ) + 1)]
+        freq: dict[str, list[float | None]] = {}
+        ang: dict[str, list[float | None]] = {}
+        for n in self._fleet.nodes:
+            tr = getattr(n.source, "trace", None)
+            if not n.trace or not tr or n.legit_until == 0.0:
+                continue
+            for quantity, target in (("frequency", freq), ("angle", ang)):
+                if quantity not in tr:
+                    continue
+                pid, res = tr[quantity]
+                col: list[float | None] = [None] * len(grid)
+                for t_s, values in n.trace:
+                    k = int(round(t_s * SERIES_HZ))
+                    if 0 <= k < len(col) and pid in values:
+                        col[k] = round(values[pid] * res, 5)
+                target[n.name] = col
+        return {"t_s": grid, "frequency_hz": freq, "angle_deg": ang}
+
+
+def _committed(entries: dict[tuple[bytes, int], Any], device: bytes, r: Record) -> bool:
+    e = entries.get((device, r.seq))
+    return e is not None and e.tx_id == r.tx_id
+
+
+def _latency(ms: list[float]) -> dict[str, float | None]:
+    if not ms:
+        return {"p50": None, "p99": None, "max": None}
+    xs = sorted(ms)
+
+    def pct(p: float) -> float:
+        return round(xs[min(len(xs) - 1, int(math.ceil(p * len(xs))) - 1)], 1)
+
+    return {"p50": pct(0.5), "p99": pct(0.99), "max": round(xs[-1], 1)}
+
+
+def _per_second(received_us: list[int], t0: float, wall_s: float) -> tuple[list[float], list[float]]:
+    counts: dict[int, int] = defaultdict(int)
+    for us in received_us:
+        k = int(us / 1e6 - t0)
+        if k >= 0:
+            counts[k] += 1
+    n = int(math.ceil(wall_s)) + 1
+    return [float(k) for k in range(n)], [float(counts.get(k, 0)) for k in range(n)]
+
+
+def _progress(console: Any, quiet: bool) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+        TextColumn("committed [green]{task.fields[committed]}[/]"),
+        TextColumn("refused [yellow]{task.fields[refused]}[/]"),
+        TextColumn("attacks injected {task.fields[attacks]}"),
+        console=console, transient=True, disable=quiet)
+
+
+def run(opts: Options, console: Any = None) -> dict[str, Any]:
+    """Carry out one run; the run record (also written as ``run.json`` in the run's folder)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=opts.json)
+    runner = Runner(opts, console)
+    try:
+        record = asyncio.run(runner.main())
+    except KeyboardInterrupt:
+        raise
+    path = runner.out / "run.json"
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return record
