@@ -1,8 +1,10 @@
 """Board facts: one folder per board, each with a ``board.json``.
 
 The unix board stands in for a real one (``stands_in_for``) and takes its
-heap budget and default window from it, so a test on the unix port runs
-within the budget of the board it represents.
+heap budget, default window, watchdog and journal quota from it, so a test
+on the unix port runs within the budget of the board it represents.
+``load`` refuses facts that contradict each other (``problems`` says
+which); docs/boards.md explains every field.
 
     >>> from lightnode import boards
     >>> boards.load("pico_w")["heap_kb"]
@@ -13,12 +15,78 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-_KEYS = ("heap_kb", "gc_heap_kb", "default_window_s", "watchdog_max_ms")
+_KEYS = ("heap_kb", "gc_heap_kb", "default_window_s", "watchdog_max_ms", "journal_quota_bytes")
+_POSITIVE = ("heap_kb", "default_window_s", "watchdog_max_ms", "journal_quota_bytes")
+NETWORK_KINDS = ("wifi", "ethernet", "host")
+# The journal's retention ring is a quarter of its quota (ln.journal).
+RING_SHARE = 0.25
 
 
 def names() -> list[str]:
     """Every board that has a folder here."""
     return sorted(p.parent.name for p in HERE.glob("*/board.json"))
+
+
+def _pins(facts: dict) -> dict[str, int]:
+    """Every GPIO the board's facts assign, by role (``uart.tx``, ``ethernet.cs``...)."""
+    out = {}
+    uart = facts.get("uart") or {}
+    for role in ("tx", "rx", "rs485_de"):
+        if role in uart:
+            out["uart." + role] = uart[role]
+    eth = (facts.get("network") or {}).get("ethernet") or {}
+    for role in ("sck", "mosi", "miso", "cs", "rst", "int"):
+        if role in eth:
+            out["ethernet." + role] = eth[role]
+    return out
+
+
+def problems(facts: dict) -> list[str]:
+    """What is inconsistent in a board's (loaded) facts; empty when nothing is."""
+    out = []
+    for key in _POSITIVE:
+        if not isinstance(facts.get(key), int) or isinstance(facts.get(key), bool) or facts[key] <= 0:
+            out.append("%s must be a positive integer" % key)
+    if isinstance(facts.get("gc_heap_kb"), int) and isinstance(facts.get("heap_kb"), int) \
+            and facts["heap_kb"] > facts["gc_heap_kb"]:
+        out.append("heap_kb %d is more than the GC heap of %d KB" % (facts["heap_kb"], facts["gc_heap_kb"]))
+    fl = facts.get("flash") or {}
+    try:
+        if fl["block_size"] * fl["block_count"] != fl["fs_bytes"]:
+            out.append("flash: block_size x block_count is not fs_bytes")
+        if fl["fs_bytes"] > fl["total_bytes"]:
+            out.append("flash: the file system is larger than the flash")
+        quota = facts.get("journal_quota_bytes")
+        if isinstance(quota, int) and quota * (1 + RING_SHARE) >= fl["fs_bytes"]:
+            out.append("journal_quota_bytes %d and its ring leave no room in a %d-byte file system"
+                       % (quota, fl["fs_bytes"]))
+    except (KeyError, TypeError):
+        out.append("flash needs total_bytes, fs_bytes, block_size and block_count")
+    net = facts.get("network") or {}
+    if net.get("kind") not in NETWORK_KINDS:
+        out.append("network.kind must be one of %s" % ", ".join(NETWORK_KINDS))
+    if facts.get("word_bits") == 32 and net.get("kind") == "host":
+        out.append("a 32-bit board has no host network")
+    gpio = facts.get("gpio")
+    pins = _pins(facts)
+    if gpio is None and pins:
+        out.append("pins are assigned but gpio (count, reserved, input_only) is missing")
+    if gpio is not None:
+        if "id" not in facts.get("uart", {}) or "rs485_de" not in facts["uart"]:
+            out.append("uart needs id, tx, rx and rs485_de")
+        seen: dict[int, str] = {}
+        for role, pin in pins.items():
+            if not isinstance(pin, int) or not 0 <= pin < gpio["count"]:
+                out.append("%s: GPIO %r does not exist" % (role, pin))
+            elif pin in gpio["reserved"]:
+                out.append("%s: GPIO %d is reserved (flash, radio or USB)" % (role, pin))
+            elif pin in gpio["input_only"] and role not in ("uart.rx", "ethernet.miso", "ethernet.int"):
+                out.append("%s: GPIO %d is input-only" % (role, pin))
+            elif pin in seen:
+                out.append("%s and %s share GPIO %d" % (seen[pin], role, pin))
+            else:
+                seen[pin] = role
+    return out
 
 
 def load(name: str) -> dict:
@@ -32,7 +100,7 @@ def load(name: str) -> dict:
         base = load(real)
         for key in _KEYS:
             board.setdefault(key, base.get(key))
-    for key in ("heap_kb", "default_window_s"):
-        if not isinstance(board.get(key), int) or board[key] <= 0:
-            raise ValueError("board %s: %s must be a positive integer" % (name, key))
+    bad = problems(board)
+    if bad:
+        raise ValueError("board %s: %s" % (name, "; ".join(bad)))
     return board
