@@ -562,14 +562,37 @@ def _envelope(t: Any, ys: list[Any], max_points: int = MAX_PLOT_POINTS) -> tuple
     return tt, out
 
 
-def _break_wraps(y: Any) -> Any:
-    """An angle in (-180, 180] with NaN where it wraps, so the plot has no vertical line across it."""
+def _line(t: Any, y: Any, wrap: bool = False) -> tuple[Any, Any]:
+    """What to draw of one series: decimated, its gaps kept as breaks, an angle broken where it wraps.
+
+    A series may be sparse (a value every few grid points) or have gaps (a
+    communications loss): points are joined across the usual spacing, broken
+    across a gap of more than five times it.
+    """
     import numpy as np
 
-    y = y.copy()
-    jump = np.abs(np.diff(y)) > 180.0
-    y[1:][jump] = math.nan
-    return y
+    tt, (yy,) = _envelope(t, [y])
+    keep = np.isfinite(yy)
+    tt, yy = tt[keep], yy[keep]
+    if len(tt) < 3:
+        return tt, yy
+    dt = np.diff(tt)
+    cut = dt > 5.0 * float(dt.mean())
+    if wrap:
+        cut |= np.abs(np.diff(yy)) > 180.0
+    where = np.nonzero(cut)[0] + 1
+    if len(where):
+        tt = np.insert(tt, where, (tt[where - 1] + tt[where]) / 2.0)
+        yy = np.insert(yy, where, math.nan)
+    return tt, yy
+
+
+def _at(t: Any, y: Any, x: float) -> float:
+    """The series' value at time ``x`` (NaN if it has none)."""
+    import numpy as np
+
+    keep = np.isfinite(y)
+    return float(np.interp(x, t[keep], y[keep])) if keep.any() else math.nan
 
 
 def _png(fig: Any) -> tuple[str, int, int]:
@@ -655,9 +678,8 @@ def _plot_frequency(run: Mapping[str, Any]) -> _Plot | None:
         return None
     fig, (ax,) = _new_figure(11, 4.2)
     names = list(ys)
-    tt, dec = _envelope(t, [ys[k] for k in names])
-    for name, y in zip(names, dec, strict=True):
-        ax.plot(tt, y, linewidth=1.0, label=_label(name))
+    for name in names:
+        ax.plot(*_line(t, ys[name]), linewidth=1.0, label=_label(name))
     _mark_events(ax, run)
     ax.set_xlim(0, _run_span(run))
     ax.set_xlabel("Time since the start of the run (s)", fontsize=11)
@@ -685,7 +707,6 @@ _FLAG_MARKERS = ("v", "^", "s", "D", "P", "X", "o", "*")
 
 
 def _plot_angles(run: Mapping[str, Any]) -> _Plot | None:
-    import numpy as np
 
     t, ys = _series(run, "angle_deg")
     if not ys or not len(t):
@@ -700,9 +721,10 @@ def _plot_angles(run: Mapping[str, Any]) -> _Plot | None:
     colour = {
         n: "C%d" % (i % 10) for i, n in enumerate(names)
     }  # one PMU, one colour in both panels
-    tt, dec = _envelope(t, [_break_wraps(ys[k]) for k in names])
-    for name, y in zip(names, dec, strict=True):
-        axes[0].plot(tt, y, linewidth=1.0, color=colour[name], label=_label(name))
+    for name in names:
+        axes[0].plot(
+            *_line(t, ys[name], wrap=True), linewidth=1.0, color=colour[name], label=_label(name)
+        )
     axes[0].set_ylabel("Phase angle (deg)", fontsize=11)
     axes[0].set_title("Voltage phase angle per PMU, and detections", fontsize=12)
     axes[0].set_ylim(-185, 185)
@@ -710,13 +732,11 @@ def _plot_angles(run: Mapping[str, Any]) -> _Plot | None:
     diffs: dict[str, Any] = {}
     if rows == 2:
         for name in (n for n in names if n != ref):
-            # Against the first PMU, wrapped: a spoofed clock shows as a step or a slope here.
+            # Against the reference, wrapped: a spoofed clock shows as a step or a slope here.
             diffs[name] = (ys[name] - ys[ref] + 180.0) % 360.0 - 180.0
-        tt2, dec2 = _envelope(t, [_break_wraps(diffs[k]) for k in diffs])
-        for name, y in zip(diffs, dec2, strict=True):
+        for name, y in diffs.items():
             axes[1].plot(
-                tt2,
-                y,
+                *_line(t, y, wrap=True),
                 linewidth=1.0,
                 color=colour[name],
                 label=_label(name) + " − " + _label(ref, 16),
@@ -732,11 +752,11 @@ def _plot_angles(run: Mapping[str, Any]) -> _Plot | None:
                 continue
             pmu = where.get(d["device"])
             x = float(d["t_s"])
-            y0 = float(np.interp(x, t, ys[pmu])) if pmu is not None else math.nan
+            y0 = _at(t, ys[pmu], x) if pmu is not None else math.nan
             xs0.append(x)
             ys0.append(y0 if math.isfinite(y0) else 170.0)
             if pmu is not None and pmu in diffs:
-                y1 = float(np.interp(x, t, diffs[pmu]))
+                y1 = _at(t, diffs[pmu], x)
                 if math.isfinite(y1):
                     xs1.append(x)
                     ys1.append(y1)
@@ -903,8 +923,7 @@ def _plot_ingest(run: Mapping[str, Any]) -> _Plot | None:
         return None
     y = _array(run["ingest"]["tx_per_s"])
     fig, (ax,) = _new_figure(11, 3.8)
-    tt, (yy,) = _envelope(t, [y])
-    ax.plot(tt, yy, linewidth=1.2, color="C0", label="ingested per second")
+    ax.plot(*_line(t, y), linewidth=1.2, color="C0", label="ingested per second")
     mean = float(run["ingest_tx_per_s"])
     ax.axhline(
         mean, color="C1", linestyle="--", linewidth=1.2, label="run average %.1f tx/s" % mean

@@ -480,3 +480,25 @@ def test_chromium_check_sees_errors_and_broken_images(tmp_path):
     assert "exception: TypeError" in joined
     assert "ERR_FILE_NOT_FOUND" in joined
     assert len(page.images) == 1 and page.images[0]["naturalWidth"] == 0
+
+
+def test_sparse_series_are_joined_and_gaps_kept():
+    import numpy as np
+
+    t = np.arange(0, 60, 0.1)
+    y = np.full(len(t), np.nan)
+    y[::5] = 50.0 + 0.01 * np.sin(t[::5])  # one value every fifth grid point
+    tt, yy = report._line(t, y)
+    assert len(tt) == 120 and np.isfinite(yy).all()  # drawn as one line, not as lone points
+    y[200:400] = np.nan  # 20 s without data
+    tt, yy = report._line(t, y)
+    assert np.isnan(yy).sum() == 1 and 20.0 < tt[np.isnan(yy)][0] < 40.0
+    # An angle that wraps is broken there, not drawn across the plot.
+    ang = (np.arange(len(t)) * 3.0 + 180.0) % 360.0 - 180.0
+    tt, yy = report._line(t, ang, wrap=True)
+    assert np.isnan(yy).sum() == int(len(t) * 3.0 // 360)
+    # A long series is cut to the plot's budget with its step kept.
+    t = np.arange(0, 3600, 0.02)
+    y = np.where(t < 1800.0, 0.0, 18.0)
+    tt, yy = report._line(t, y)
+    assert len(tt) <= report.MAX_PLOT_POINTS and set(np.unique(yy)) == {0.0, 18.0}
