@@ -62,6 +62,7 @@ MAX_TIMELINE_ROWS = 18  # rows of the timeline plot; further kinds go into "othe
 MAX_TABLE_ROWS = 200  # rows of a long HTML table (timeline, detections)
 MAX_NODE_ROWS = 60  # light nodes listed one by one in the HTML; beyond, grouped by kind
 MAX_NODE_ROWS_TERMINAL = 12  # the same on the terminal
+WIDE_TERMINAL = 140  # columns: the attacks fit one table row each from here
 DPI = 100
 
 
@@ -385,9 +386,9 @@ def print_summary(run: Mapping[str, Any], console: Console) -> None:
     )
 
     t = Table(title="Expectations", title_justify="left", expand=False)
-    t.add_column("expectation")
-    t.add_column("", justify="center")
-    t.add_column("detail")
+    t.add_column("expectation", overflow="fold")
+    t.add_column("", justify="center", no_wrap=True)
+    t.add_column("detail", overflow="fold")
     for e in run["expectations"]:
         mark = Text("met", style="green") if e["met"] else Text("NOT MET", style="bold red")
         t.add_row(Text(e["name"]), mark, Text(_detail(e["detail"])))
@@ -396,7 +397,9 @@ def print_summary(run: Mapping[str, Any], console: Console) -> None:
     else:
         console.print(Text("No expectations in this scenario.", style="yellow"))
 
-    if run["attacks"]:
+    if run["attacks"] and console.width < WIDE_TERMINAL:
+        _print_attack_lines(run["attacks"], console)
+    elif run["attacks"]:
         t = Table(title="Attacks", title_justify="left")
         for col, just in (
             ("attack", "left"),
@@ -410,7 +413,7 @@ def print_summary(run: Mapping[str, Any], console: Console) -> None:
             ("reasons", "left"),
             ("flags", "left"),
         ):
-            t.add_column(col, justify=just)  # type: ignore[arg-type]
+            t.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
         for a in run["attacks"]:
             outcome = Text(_attack_outcome(a), style="green" if a["detected"] else "bold red")
             t.add_row(
@@ -473,18 +476,44 @@ def print_summary(run: Mapping[str, Any], console: Console) -> None:
     console.print(Text(line, style="bold white on green" if ok else "bold white on red"))
 
 
+def _print_attack_lines(attacks: Sequence[Mapping[str, Any]], console: Console) -> None:
+    """Attacks one per paragraph: on a narrow terminal a ten-column table is all ellipses."""
+    console.print(Text("Attacks", style="italic"))
+    for a in attacks:
+        line = Text("  ")
+        line.append(a["name"], style="bold")
+        line.append(" (%s at %.1f s on " % (a["kind"], a["at_s"]))
+        line.append(a["target"])
+        line.append("): ")
+        line.append(_attack_outcome(a), style="green" if a["detected"] else "bold red")
+        line.append(
+            "; %s injected, %s rejected, %s flagged"
+            % (_num(a["injected"]), _num(a["rejected"]), _num(a["flagged"]))
+        )
+        if a["reasons"]:
+            line.append("; reasons " + _counts(a["reasons"]))
+        if a["flags"]:
+            line.append("; flags " + _counts(a["flags"]))
+        console.print(line)
+
+
 def _print_nodes(nodes: Sequence[Mapping[str, Any]], console: Console) -> None:
     if len(nodes) <= MAX_NODE_ROWS_TERMINAL:
         t = Table(title="Light nodes", title_justify="left")
-        for col in ("name", "device", "kind", "board", "signed", "committed", "readings", "lost"):
+        # The device id is the column a narrow terminal can spare: the name says which node.
+        wide = console.width >= 100
+        cols = ("name", "device", "kind", "board", "signed", "committed", "readings", "lost")
+        for col in cols if wide else tuple(c for c in cols if c != "device"):
             t.add_column(
-                col, justify="left" if col in ("name", "device", "kind", "board") else "right"
+                col,
+                justify="left" if col in ("name", "device", "kind", "board") else "right",
+                overflow="fold",
             )
         for n in nodes:
             board = n["board"] + (" (firmware)" if n["firmware"] else "")
             t.add_row(
                 Text(n["name"]),
-                Text(n["device_id"]),
+                *([Text(n["device_id"])] if wide else []),
                 Text(n["device_kind"]),
                 Text(board),
                 _num(n["tx_signed"]),
@@ -496,7 +525,7 @@ def _print_nodes(nodes: Sequence[Mapping[str, Any]], console: Console) -> None:
         return
     t = Table(title="Light nodes: %d, by kind" % len(nodes), title_justify="left")
     for col in ("kind", "board", "nodes", "signed", "committed", "readings", "lost"):
-        t.add_column(col, justify="left" if col in ("kind", "board") else "right")
+        t.add_column(col, justify="left" if col in ("kind", "board") else "right", overflow="fold")
     for g in _node_groups(nodes):
         board = g["board"] + (" (firmware)" if g["firmware"] else "")
         t.add_row(
