@@ -502,3 +502,13 @@ def test_sparse_series_are_joined_and_gaps_kept():
     y = np.where(t < 1800.0, 0.0, 18.0)
     tt, yy = report._line(t, y)
     assert len(tt) <= report.MAX_PLOT_POINTS and set(np.unique(yy)) == {0.0, 18.0}
+
+
+def test_summary_on_a_narrow_terminal(run):
+    console = Console(record=True, width=80, file=io.StringIO())
+    report.print_summary(run, console)
+    text = console.export_text()
+    assert "tamper (tamper at 50.0 s on ln-relay): NOT detected" in text
+    assert "reasons replay ×38, seq ×2" in text
+    assert "…" not in text  # folded, never cut
+    assert max(len(line) for line in text.splitlines()) <= 80
