@@ -57,6 +57,13 @@ FLAG_CHECKPOINT_FORK = "checkpoint-fork"  # two different checkpoints at one siz
 # Fork alarms a witness raises (it refuses to cosign):
 FLAG_INCONSISTENT = "inconsistent-checkpoint"  # evidence: last cosigned, new checkpoint
 FLAG_FORGED_BLOCK = "forged-block"  # evidence: the checkpoint, the block's entries (CBOR array)
+# The full node's time analysis (lightnode.node.analysis), on committed entries:
+FLAG_ANGLE_DRIFT = "angle-drift"  # one PMU's angle steps or drifts against the others'
+FLAG_TIME_STEP = "time-step"  # source timestamps jump against the series period
+FLAG_CLOCK_BRACKET = "clock-bracket"  # device time outside the ledger's checkpoint bracket
+FLAG_OPERATOR_ODD_HOUR = "operator-odd-hour"  # an operator action outside the operator's hours
+TIME_FLAGS = (FLAG_ANGLE_DRIFT, FLAG_TIME_STEP, FLAG_CLOCK_BRACKET)
+ANALYSIS_FLAGS = TIME_FLAGS + (FLAG_OPERATOR_ODD_HOUR,)
 
 REJECTION_WINDOW_US = 3_600_000_000  # rejections are counted per source, reason and hour
 
