@@ -118,6 +118,27 @@ def write_node_keys(path: str, node: str) -> dict[str, bytes]:
     is_flag=True,
     help="Run as a witness (lightnode.node.witness) instead of a producer.",
 )
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="The segment's local time zone (IANA name), for operators' hours.",
+)
+@click.option(
+    "--operator-hours",
+    multiple=True,
+    metavar="[NAME=]HH:MM-HH:MM",
+    help="Hours operator actions are expected in (default 06:00-22:00); NAME= for one operator. "
+    "An action outside them is flagged operator-odd-hour. Repeatable.",
+)
+@click.option(
+    "--point-maps",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Point map files or folders besides the shipped ones: a PMU registered with one of "
+    "their digests has its voltage angle analysed. Repeatable.",
+)
+@click.option("--no-analysis", is_flag=True, help="Do not run the time analysis (lightnode.node.analysis).")
 @click.option("-v", "--verbose", is_flag=True)
 def node(
     segment: str,
@@ -135,6 +156,10 @@ def node(
     nack_burst: float,
     stats_file: str | None,
     witness: bool,
+    timezone: str,
+    operator_hours: tuple[str, ...],
+    point_maps: tuple[str, ...],
+    no_analysis: bool,
     verbose: bool,
 ) -> None:
     """Run the full node of one segment: check every transaction, commit the authentic, NACK the rest."""
@@ -153,6 +178,7 @@ def node(
     if witness:
         _witness(segment, broker, store_url, registry_path, key_file, client_id)
         return
+    analysis = None if no_analysis else _analysis_config(timezone, operator_hours, point_maps)
     try:
         asyncio.run(
             _main(
@@ -169,10 +195,40 @@ def node(
                 nack_per_s,
                 nack_burst,
                 stats_file,
+                analysis,
             )
         )
     except KeyboardInterrupt:
         pass
+
+
+def _analysis_config(
+    timezone: str, hours: tuple[str, ...], maps: tuple[str, ...]
+) -> tuple[Any, list[Path]]:
+    """The time analysis's settings from the options (click errors for bad ones)."""
+    from lightnode.node.analysis import AnalysisConfig, parse_hours
+
+    default, per = None, {}
+    try:
+        for h in hours:
+            name, _, window = h.rpartition("=")
+            if name:
+                per[name] = parse_hours(window)
+            else:
+                default = parse_hours(window)
+        cfg = AnalysisConfig(timezone=timezone, operator_windows=per)
+        if default is not None:
+            cfg.operator_hours = default
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(timezone)
+    except (ValueError, LookupError) as e:
+        raise click.BadParameter(str(e)) from e
+    files: list[Path] = []
+    for m in maps:
+        p = Path(m)
+        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+    return cfg, files
 
 
 def _checkpoint_keys(reg: Any, now_us: int) -> dict[bytes, bytes]:
@@ -222,6 +278,17 @@ def _witness(segment: str, broker: str, store_url: str, registry_path: str, key_
         transport.close()
 
 
+def _analyzer(segment: str, reg: Any, analysis: tuple[Any, list[Path]] | None) -> Any:
+    if analysis is None:
+        return None
+    import lightnode.drivers
+    from lightnode.node.analysis import Analyzer, PointRoles
+
+    cfg, extra = analysis
+    shipped = sorted((Path(lightnode.drivers.__file__).parent / "maps").glob("*.json"))
+    return Analyzer(segment, cfg, PointRoles(reg, shipped + extra))
+
+
 async def _main(
     segment: str,
     broker: str,
@@ -236,6 +303,7 @@ async def _main(
     nack_per_s: float,
     nack_burst: float,
     stats_file: str | None,
+    analysis: tuple[Any, list[Path]] | None = None,
 ) -> None:
     import contextlib
 
@@ -305,6 +373,7 @@ async def _main(
             nack_per_s=nack_per_s,
             nack_burst=nack_burst,
             nack_all_per_s=max(500.0, nack_per_s),
+            analyzer=_analyzer(segment, reg, analysis),
         )
         n = Node(transport, ingest, stats_path=stats_file)
         print(

@@ -38,6 +38,16 @@ count], ...] (at most 64 rows, the largest; the rest folded into
 the flood leaves on disk is bounded: rows by (known source, reason, hour),
 summaries by time.
 
+Every committed transaction of a device is also handed to the segment's
+time analysis (``lightnode.node.analysis.Analyzer``: angle drift of one
+PMU against the others, timestamp steps, device clocks outside the
+ledger's checkpoint bracket); what it flags goes to the store's flags
+table with the block that commits the entry (or at once, if that block is
+already stored). Operator actions (kind 3) on ``ln/<segment>/<operator
+id>/tx`` are checked against the registry (``lightnode.node.operators``),
+committed to the operator chain in a block of their own, and analysed
+(an action outside the operator's hours is flagged).
+
 Acknowledgement to the broker (PUBACK) is settled here too: a message's
 token is released once what it carried is in a stored block (or, for a
 refusal, once its count is flushed), so a node killed at any point loses
@@ -65,7 +75,9 @@ from lightnode.firmware.ln import ack as spec_ack
 from lightnode.firmware.ln import wire as spec
 from lightnode.ledger import checkpoint as cp
 from lightnode.ledger.chain import ADDED, DUPLICATE, FORK, Ledger
-from lightnode.node import acks
+from lightnode.ledger.store import Flag
+from lightnode.node import acks, operators
+from lightnode.node.analysis import Analyzer, PointRoles
 
 __all__ = ["BUFFERED", "Ingest", "STRANGER", "Verdict"]
 
@@ -173,6 +185,7 @@ class Ingest:
         summary_every_us: int = SUMMARY_EVERY_US,
         catch_up_every_us: int = CATCH_UP_EVERY_US,
         producer: Any = None,
+        analyzer: Analyzer | None | bool = True,
     ) -> None:
         self.ledger = ledger
         self.registry = registry
@@ -214,6 +227,12 @@ class Ingest:
         if ledger.registry is None:
             ledger.registry = lambda: registry_checkpoint(ledger)
         self.chain = ledger.chain(self.chain_name)
+        # True: the default analysis; None or False: none; or an Analyzer of the caller's
+        if analyzer is True:
+            analyzer = Analyzer(segment, pmu_points=PointRoles(registry))
+        self.analyzer: Analyzer | None = analyzer or None
+        self._seen_cut = (-1, -1)
+        self._operator_ids: set[bytes] | None = None
 
     # -- the pipeline ---------------------------------------------------------------------
 
@@ -243,6 +262,10 @@ class Ingest:
                         "topic %s, payload %s on %s" % (topic, tx.device_id.hex(), tx.segment),
                         tx,
                     )
+                if tx.kind == spec.KIND_OPERATOR and self.registry.device(tx.device_id) is None:
+                    cpu["verify"] += tc() - t1
+                    out.append(self._operator(tx, data, token))
+                    continue
                 key = self._key(tx)
                 tx.verify(key)
                 t0 = tc()
@@ -334,6 +357,12 @@ class Ingest:
             )
         if a.status == ADDED:
             self.stats.added += 1
+            if self.analyzer is not None and a.index is not None and tx.kind != spec.KIND_SUMMARY:
+                now = self.clock()
+                try:
+                    self._keep_flags(self.analyzer.observe(tx, a.index, now, now))
+                except Exception:  # the analysis must never stop ingest
+                    log.exception("analysis")
         else:
             self.stats.duplicate += 1
             if self.producer is not None:  # idempotent, and re-acked once its block is final
@@ -375,6 +404,76 @@ class Ingest:
             self._commit_waiting(w)
             self._next[dev] = seq + 1
         self._drain(dev)
+
+    # -- operator actions and the analysis's flags -----------------------------------------
+
+    def _operator(self, tx: wire.Transaction, data: bytes, token: Any) -> Verdict:
+        """An operator action: checked by the registry, committed in a block of its own, analysed."""
+        from lightnode.registry import RegistryError
+
+        seen = self._operator_seen()
+        if tx.id in seen:
+            self.stats.duplicate += 1
+            self._ready.append(token)
+            return Verdict(DUPLICATE, tx.device_id, tx.seq)
+        try:
+            op, _action, index = operators.commit(self.registry, self.ledger, data)
+        except RegistryError as e:
+            reason = _OPERATOR_REASONS.get(e.reason, spec.R_PAYLOAD)
+            src = tx.device_id.hex()
+            return self._refuse(None, src, reason, "%s: %s" % (e.reason, e.detail), tx, data, token)
+        seen.add(tx.id)
+        self.stats.added += 1
+        now = self.clock()
+        self.ledger.cut(operators.OPERATOR_CHAIN)  # an action is evidence at once, not in 5 s
+        head = self.ledger.chain(operators.OPERATOR_CHAIN).head
+        if self.analyzer is not None:
+            try:
+                flags = self.analyzer.operator_action(op.name, tx, index, now, now)
+                if head is not None:
+                    flags += self.analyzer.on_checkpoint(head.chain, head.size, head.time, now)
+                self._keep_flags(flags)
+            except Exception:  # the analysis must never stop ingest
+                log.exception("analysis")
+        self._ready.append(token)
+        return Verdict(ADDED, tx.device_id, tx.seq)
+
+    def _operator_seen(self) -> set[bytes]:
+        """Ids of the operator actions already committed (a repeat from the broker is one action)."""
+        if self._operator_ids is None:
+            ids = set()
+            for e in self.ledger.store.entries(chain=operators.OPERATOR_CHAIN):
+                try:
+                    ids.add(wire.decode(e.data).id)
+                except WireError:
+                    pass
+            self._operator_ids = ids
+        return self._operator_ids
+
+    def _keep_flags(self, flags: list[Flag]) -> None:
+        """The analysis's flags: with the chain's next block when one is pending, else stored now."""
+        for f in flags:
+            c = self.ledger.chain(f.chain)
+            if c.pending:
+                c.pending_flags.append(f)
+            else:
+                self.ledger.store.add_flag(f)
+
+    def _analyse_cuts(self) -> None:
+        """Tell the analysis of the segment's newest checkpoint and the last cosigned one."""
+        a = self.analyzer
+        if a is None:
+            return
+        head = self.chain.head
+        if head is None or (head.height, head.time) == self._seen_cut:
+            return
+        self._seen_cut = (head.height, head.time)
+        try:
+            before, _ = self.ledger.store.bracket(self.chain_name, head.size)
+            a.set_lower_reference(before.time if before is not None else head.time)
+            self._keep_flags(a.on_checkpoint(self.chain_name, head.size, head.time, self.clock()))
+        except Exception:  # the analysis must never stop ingest
+            log.exception("analysis")
 
     # -- refusals -------------------------------------------------------------------------
 
@@ -507,6 +606,11 @@ class Ingest:
             self.registry.catch_up()
             sync_registry(self.ledger, self.registry)
         self._summary(now)
+        if self.analyzer is not None:
+            try:
+                self._keep_flags(self.analyzer.tick(now))
+            except Exception:  # the analysis must never stop ingest
+                log.exception("analysis")
         self._cut_due()
 
     def _cut_due(self) -> None:
@@ -522,6 +626,7 @@ class Ingest:
                     self.producer.on_block(s.raw, head)
                 except Exception:  # the producer's trouble must not stop ingest
                     log.exception("producer.on_block")
+        self._analyse_cuts()
         stored = self.chain.head.size if self.chain.head is not None else 0
         held = self._held
         while held and held[0][0] <= stored:
@@ -556,6 +661,15 @@ class _Contender:
     data: bytes
     tx: wire.Transaction
     token: Any
+
+
+# registry refusals of an operator action, as the NACK reasons a device (console) reads
+_OPERATOR_REASONS = {
+    "unknown-operator": spec_ack.NR_UNKNOWN_DEVICE,
+    "revoked-operator": spec_ack.NR_REVOKED_DEVICE,
+    "bad-signature": spec.R_SIGNATURE,
+    "key-not-valid": spec.R_SIGNATURE,
+}
 
 
 class _Refusal(Exception):

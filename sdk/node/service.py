@@ -87,6 +87,7 @@ class Node:
             "mqtt_errors": self.transport.errors,
             "connected": self.transport.connected,
             "subscribed": self.transport.subacks > 0,
+            "analysis": self.ingest.analyzer.stats if self.ingest.analyzer is not None else None,
         }
 
     def _write_stats(self) -> None:
