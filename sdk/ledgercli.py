@@ -9,6 +9,7 @@ then ``lightnode-ledger.db``.
     lightnode ledger blocks seg:feeder-7 --json
     lightnode ledger tx --device 4c4e0001a5c3e701 --since 2025-01-01T00:00Z --kind event
     lightnode ledger flags --since 2025-01-01
+    lightnode ledger flags --kind angle-drift --kind time-step --json
     lightnode audit --store postgresql://127.0.0.1/ledger --keys keys.json
     lightnode audit --store ledger.db --registry registry.db
 """
@@ -193,11 +194,25 @@ def tx_cmd(
 
 @ledger.command("flags")
 @click.option("--since", callback=_time, help="Flag time from (us or ISO 8601).")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only flags of this kind (gap, clock-back, fork, angle-drift, time-step, clock-bracket, "
+    "operator-odd-hour, ...). Repeatable.",
+)
+@click.option("--device", help="Only flags on this device (hex id).")
 @_store_option
 @_json_option
-def flags_cmd(since: int | None, store_url: str, as_json: bool) -> None:
-    """Gaps, anomalies and forks (forks with both copies, in --json)."""
+def flags_cmd(
+    since: int | None, kinds: tuple[str, ...], device: str | None, store_url: str, as_json: bool
+) -> None:
+    """Gaps, anomalies, time-analysis flags and forks (forks with both copies, in --json)."""
     rows = query.flags(_open(store_url), since)
+    if kinds:
+        rows = [r for r in rows if r["kind"] in kinds]
+    if device is not None:
+        rows = [r for r in rows if r["device"] == device.lower()]
     if as_json:
         _print_json(rows)
         return
