@@ -150,7 +150,7 @@ class GridSpec:
                      {"name": "north-east", "from": "north", "to": "east", "x_pu": 0.1}],
             "gen": [{"name": "east-gen", "bus": "east", "mw": 120}],
             "load": [{"name": "city", "bus": "south", "mw": 180}, {"name": "town", "bus": "east", "mw": 60}],
-            "feeder": [{"name": "f-city", "bus": "south", "load": "city", "pickup_a": 1200},
+            "feeder": [{"name": "f-city", "bus": "south", "load": "city", "pickup_a": 2000},
                        {"name": "f-town", "bus": "east", "load": "town", "pickup_a": 600}],
             "ufls": [{"hz": 49.0, "shed": 0.05}, {"hz": 48.8, "shed": 0.05}],
         })

@@ -8,6 +8,13 @@ PTRC1.Tr), data sets ``SIMMEAS/LLN0.Measurements`` and
 A thread moves the measurements (with quality and timestamps) while it
 runs; ``trip()`` and ``set_breaker()`` change the protection points.
 
+Fed by a grid instead (``source=``, a callable giving the MMXU values by
+their names in ``step()``, e.g. ``"Hz.mag"``, ``"PhV.phsA.cVal.mag"``,
+and ``breaker_closed``, ``trip``, optionally ``t_ms`` (the device's clock)
+and ``questionable``), each step writes what the source says and the
+breaker and trip points follow it, each change going out as a buffered
+report (``lightnode.simulator.devices`` does this for a relay on the grid).
+
     from lightnode.simulator.mms_server import MmsServer
     with MmsServer() as srv:            # a free TCP port on 127.0.0.1
         print(srv.port)
@@ -20,6 +27,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 IED = "SIM"
@@ -57,8 +65,10 @@ class MmsServer:
     at a steady rate once a client enables them).
     """
 
-    def __init__(self, port: int = 0, period_s: float = 0.05, integrity_ms: int = 200) -> None:
+    def __init__(self, port: int = 0, period_s: float = 0.05, integrity_ms: int = 200,
+                 source: Callable[[], dict[str, Any]] | None = None) -> None:
         self.iec = _iec()
+        self.source = source
         self.port = port or free_port()
         self.period_s = period_s
         self.integrity_ms = integrity_ms
@@ -131,6 +141,7 @@ class MmsServer:
         self._tr = (n(PROT + "/PTRC1.Tr.general"), n(PROT + "/PTRC1.Tr.q"), n(PROT + "/PTRC1.Tr.t"))
         self.set_breaker(True)
         self.trip(False)
+        self.tripped = False
         self.step()
         self._thread = threading.Thread(target=self._run, name="mms-sim", daemon=True)
         self._thread.start()
@@ -163,6 +174,9 @@ class MmsServer:
         iec = self.iec
         k = self.updates
         now = int(time.time() * 1000)
+        if self.source is not None:
+            self._step_from_source(now)
+            return
         w = 2 * math.pi * k / 100.0
         vals = {
             "TotW.mag": 1.5e6 + 2.0e5 * math.sin(w),
@@ -191,6 +205,34 @@ class MmsServer:
             self._last["hz_q"] = float(q)
             self.updates += 1
 
+    def _step_from_source(self, now: int) -> None:
+        iec = self.iec
+        assert self.source is not None
+        got = self.source()
+        vals = {name: float(got[name]) for name in self._f}
+        now = int(got.get("t_ms", now))
+        q = Q_QUESTIONABLE if got.get("questionable") else Q_GOOD
+        with self._lock:
+            iec.IedServer_lockDataModel(self.server)
+            try:
+                for name, v in vals.items():
+                    iec.IedServer_updateFloatAttributeValue(self.server, self._f[name], v)
+                for name in self._t:
+                    iec.IedServer_updateUTCTimeAttributeValue(self.server, self._t[name], now)
+                    iec.IedServer_updateQuality(self.server, self._q[name], q)
+            finally:
+                iec.IedServer_unlockDataModel(self.server)
+            self._last = dict(vals)
+            self._last["t_ms"] = now
+            self._last["hz_q"] = float(q)
+            self.updates += 1
+        closed = bool(got.get("breaker_closed", True))
+        if closed != self.breaker_closed:
+            self.set_breaker(closed)
+        tripped = bool(got.get("trip", False))
+        if tripped != self.tripped:
+            self.trip(tripped)
+
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             try:
@@ -214,6 +256,7 @@ class MmsServer:
                 iec.IedServer_updateBooleanAttributeValue(self.server, self._tr[0], bool(on))
             finally:
                 iec.IedServer_unlockDataModel(self.server)
+        self.tripped = bool(on)
 
     def _set_bits(self, nodes: tuple, dbpos: int) -> None:
         iec = self.iec

@@ -15,6 +15,11 @@ master may write (holding 0-299, coils 0-63).
     with MeterServer() as srv:
         path = srv.start_rtu(baud=9600, parity="E")   # a pty a master opens (raw mode)
 
+Fed by a grid instead (``source=``, a callable giving every point's
+engineering value by name, as ``lightnode.simulator.devices`` makes for a
+meter or an EV charger on the simulated grid), each read serves what the
+source says at that moment, bits (coils, discrete inputs) included.
+
 ``PtyBus`` joins pseudo-terminals as one RS-485 bus (what one writes, the
 others read), and ``ScadaPoller`` is a pymodbus master polling on it, for
 the listen-only tap's tests.
@@ -31,6 +36,7 @@ import socket
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +118,9 @@ class MeterServer:
     """A pymodbus server (TCP or RTU) serving a meter map; start, use, ``stop()`` (or ``with``)."""
 
     def __init__(self, pointmap: dict[str, Any] | None = None, unit: int | None = None,
-                 frozen: bool = False) -> None:
+                 frozen: bool = False, source: Callable[[], dict[str, float]] | None = None) -> None:
         self.map = pointmap or load_map()
+        self.source = source
         self.unit = unit if unit is not None else int(self.map["source"].get("unit", 1))
         self.frozen = frozen  # values fixed at t=0 (reproducible tests)
         self.t0 = time.monotonic()
@@ -129,16 +136,22 @@ class MeterServer:
 
     def values(self, t: float | None = None) -> dict[str, float]:
         """Every point's engineering value at ``t`` (default: now), by name."""
+        if self.source is not None:
+            return dict(self.source())
         t = self.now() if t is None else t
         return {p["name"]: signal(p["quantity"], p["name"], t) for p in self.map["points"]}
 
     def _fill(self, table: str, regs: list[int], start: int) -> None:
         t = self.now()
+        got = self.source() if self.source is not None else None
         for p in self.map["points"]:
             r = p["read"]
             if r["table"] != table:
                 continue
-            value = signal(p["quantity"], p["name"], t)
+            value = got[p["name"]] if got is not None else signal(p["quantity"], p["name"], t)
+            if r["type"] == "bool":  # a bit: where pymodbus keeps it (see _set_bit)
+                _set_bit(regs, r["address"] - start, bool(value))
+                continue
             words = encode_registers(raw_for(r, value), r["type"], r.get("order", "ABCD"))
             at = r["address"] - start
             regs[at:at + len(words)] = words
@@ -160,6 +173,9 @@ class MeterServer:
                          set_values: Any) -> None:
             table = _FC_TABLE.get(fc)
             if table in ("holding", "input") and set_values is None:
+                self.reads += 1
+                self._fill(table, regs, start)
+            elif table in ("coil", "discrete") and set_values is None and self.source is not None:
                 self.reads += 1
                 self._fill(table, regs, start)
 
@@ -249,6 +265,16 @@ class MeterServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _set_bit(regs: list[int], address: int, on: bool) -> None:
+    """Bit ``address`` of a pymodbus bit block, laid out as its simulator reads it back
+    (register ``address``, bit ``address % 16``, when not bit-addressed)."""
+    from pymodbus.simulator.simutils import SimUtils
+
+    bits = SimUtils.registersToBits(regs[address:address + 1])
+    bits[address % 16] = on
+    regs[address] = SimUtils.bitsToRegisters(bits)[0]
 
 
 class PtyBus:

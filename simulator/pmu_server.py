@@ -13,6 +13,12 @@ checks that definition from outside (tests/test_c37118_peers.py).
         host, port = pmu.address
         ...                                               # a client reads IDCODE pmu.idcode
 
+Fed by a grid instead (``source=``, an object with ``frame(k) -> (time_us,
+{point id: value})`` and ``first_frame() -> k``, as
+``lightnode.simulator.devices`` makes for a PMU on the simulated grid), frame
+``k`` carries the source's values and timestamp, and a client that turns
+data on starts at the source's current frame rather than at frame 0.
+
 ``faults`` makes it misbehave on purpose (per connection, counted in data
 frames): ``bad_crc`` (frame numbers whose CHK is wrong), ``truncate``
 (frames cut short by 10 bytes), ``oversize`` (frames whose FRAMESIZE
@@ -32,7 +38,8 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from lightnode.drivers.c37118 import frames
 from lightnode.simulator import signals
@@ -81,31 +88,46 @@ def make_config(idcode: int = 7, fmt: str = "float-polar", rate: int = 50, stati
 def frame_values(cfg: frames.Config, window: signals.PmuWindow, i: int, stat: int = 0,
                  quality: int = 0) -> frames.DataFrame:
     """Frame ``i`` of ``window`` as a DataFrame laid out by ``cfg`` (values in wire form)."""
+    values = {pid: col[i] for pid, col in window.floats.items()}
+    return frame_of(cfg, window.times[i], values, stat, quality)
+
+
+def frame_of(cfg: frames.Config, time_us: int, values: Mapping[int, float], stat: int = 0,
+             quality: int = 0) -> frames.DataFrame:
+    """A DataFrame laid out by ``cfg`` at ``time_us`` from ``{point id: value}`` (signals' ids)."""
     p = cfg.pmus[0]
-    soc, fracsec = frames.fracsec_of(window.times[i], cfg.time_base, quality)
+    soc, fracsec = frames.fracsec_of(time_us, cfg.time_base, quality)
     f = frames.DataFrame(cfg, soc=soc, fracsec=fracsec)
     d = f.pmus[0]
     d.stat = stat
     ph = []
     mw = 0.0
     for k, name in enumerate(signals.PHASORS):
-        mag = window.floats[signals.BY_NAME[name + ".mag"].id][i]
-        ang = math.radians(window.floats[signals.BY_NAME[name + ".ang"].id][i])
+        mag = values[signals.BY_NAME[name + ".mag"].id]
+        ang = math.radians(values[signals.BY_NAME[name + ".ang"].id])
         ph.extend(p.phasor_raw(k, mag, ang))
     d.ph = ph
-    d.freq = p.freq_raw(window.floats[signals.FREQ][i])
-    d.dfreq = p.dfreq_raw(window.floats[signals.ROCOF][i])
+    d.freq = p.freq_raw(values[signals.FREQ])
+    d.dfreq = p.dfreq_raw(values[signals.ROCOF])
     if p.annmr:
         for ph_name in "ABC":
-            vm = window.floats[signals.BY_NAME["V%s.mag" % ph_name].id][i]
-            va = window.floats[signals.BY_NAME["V%s.ang" % ph_name].id][i]
-            im = window.floats[signals.BY_NAME["I%s.mag" % ph_name].id][i]
-            ia = window.floats[signals.BY_NAME["I%s.ang" % ph_name].id][i]
+            vm = values[signals.BY_NAME["V%s.mag" % ph_name].id]
+            va = values[signals.BY_NAME["V%s.ang" % ph_name].id]
+            im = values[signals.BY_NAME["I%s.mag" % ph_name].id]
+            ia = values[signals.BY_NAME["I%s.ang" % ph_name].id]
             mw += vm * im * math.cos(math.radians(va - ia)) / 1e6
         d.an = [mw if p.fmt & frames.FMT_ANALOG_FLOAT else max(-32767, min(32767, round(mw)))]
     if p.dgnmr:
         d.dg = [0x0001]
     return f
+
+
+class FrameSource(Protocol):
+    """Where a grid-fed PMU's frames come from (see the module's docstring)."""
+
+    def frame(self, k: int) -> tuple[int, Mapping[int, float]]: ...
+
+    def first_frame(self) -> int: ...
 
 
 class PmuServer:
@@ -115,13 +137,14 @@ class PmuServer:
                  fmt: str = "float-polar", speed: float = 1.0, seed: int = 1, t0_us: int | None = None,
                  extras: bool = False, version: int = frames.VERSION, station: str = "LN PMU 132KV",
                  faults: dict[str, Any] | None = None, header: str = "lightnode simulated PMU, 132 kV bay",
-                 record: int = 100_000) -> None:
+                 record: int = 100_000, source: FrameSource | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.idcode = idcode
         self.rate = rate
         self.speed = speed
         self.seed = seed
+        self.source = source
         if t0_us is None:  # the next whole second
             t0_us = (time.time_ns() // 1000 // 1_000_000 + 1) * 1_000_000
         self.t0_us = t0_us
@@ -168,11 +191,16 @@ class PmuServer:
 
     def data_frame(self, k: int) -> bytes:
         """Data frame number ``k`` of the stream (0 at ``t0_us``), as written on the wire."""
+        if self.source is not None:
+            t_us, values = self.source.frame(k)
+            return frames.encode_data(self.cfg, frame_of(self.cfg, t_us, values))
         per = CHUNK_S * self.rate
         w = self._window(k // per)
         return frames.encode_data(self.cfg, frame_values(self.cfg, w, k % per))
 
     def frame_time_us(self, k: int) -> int:
+        if self.source is not None:
+            return self.source.frame(k)[0]
         per = CHUNK_S * self.rate
         return self._window(k // per).times[k % per]
 
@@ -240,7 +268,8 @@ class _Client:
         self.conn = conn
         self.reader = FrameReader(1024)
         self.on = False
-        self.k = 0  # data frames sent on this link
+        self.k = 0  # data frames sent on this link (what faults count)
+        self.at = 0  # the stream's frame number the next data frame carries
         self.next_at = 0.0
         self.rnd = random.Random(server.seed)
         f = server.faults
@@ -313,6 +342,8 @@ class _Client:
                 elif cmd.cmd == frames.CMD_DATA_ON:
                     if not self.on:
                         self.next_at = time.monotonic()
+                        if s.source is not None:  # the grid's present, not frame 0
+                            self.at = s.source.first_frame()
                     self.on = True
                 elif cmd.cmd == frames.CMD_DATA_OFF:
                     self.on = False
@@ -320,8 +351,9 @@ class _Client:
     def send_data(self) -> bool:
         """Writes the next data frame, with this link's faults; False when the link is to close."""
         s, k = self.s, self.k
-        wire = s.data_frame(k)
+        wire = s.data_frame(self.at)
         self.k += 1
+        self.at += 1
         if self.close_after is not None and k >= self.close_after:
             self.conn.sendall(wire[: len(wire) // 2])
             self.conn.shutdown(socket.SHUT_RDWR)
