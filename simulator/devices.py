@@ -23,7 +23,7 @@ serves the device the real way through the simulator's servers:
     >>> sc = scenario.load("substation")
     >>> grid = sc.make_grid()
     >>> devs = devices.make_devices(sc, grid)        # attacks (GPS) already in the PMUs' clocks
-    >>> v = devs["pmu-north"].sample(1.0)             # {1: 50.00.., 2: .., 3: 76210.., 4: angle, ...}
+    >>> v = devs["pmu-north"].sample(1.0)             # {1: 50.00.., 3: 76210.., 4: angle, "t_us": ...}
     >>> with devs["meter-1"].serve() as ep:          # a pymodbus server on 127.0.0.1
     ...     ep.host, ep.port, ep.unit
 
@@ -101,14 +101,23 @@ class SimDevice:
         self._noise = [rnd.gauss(0.0, 1.0) for _ in range(_NOISE_N)]
         self._unb = [rnd.gauss(0.0, 1.0) for _ in range(8)]  # fixed per-phase unbalance
         self._clock: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]  # (from_s, offset_us, drift)
+        self._last_t = 0.0
         self._tamper: list[tuple[float, bool]] = []
         self.rate = int(self.params.get("rate", 50))
         self._sessions = self._make_sessions(rnd) if self.kind == "charger" else []
 
     # -- the device's clock --------------------------------------------------------
 
-    def set_clock_error(self, offset_us: float, drift_us_per_s: float = 0.0, at_s: float = 0.0) -> None:
-        """From ``at_s`` on, the clock is off by ``offset_us + drift_us_per_s * (t - at_s)``."""
+    def set_clock_error(self, offset_us: float, drift_us_per_s: float = 0.0,
+                        at_s: float | None = None) -> None:
+        """From ``at_s`` on, the clock is off by ``offset_us + drift_us_per_s * (t - at_s)``.
+
+        ``at_s`` None means now: the latest time the device was sampled at
+        (or the grid's newest state). Setting it again replaces what was set
+        from that time on.
+        """
+        if at_s is None:
+            at_s = max(self._last_t, self.grid.newest_s)
         self._clock = [c for c in self._clock if c[0] < at_s] + [(float(at_s), float(offset_us),
                                                                   float(drift_us_per_s))]
 
@@ -152,16 +161,21 @@ class SimDevice:
     def _n(self, k: int, j: int) -> float:
         return self._noise[(k * 37 + j * 101) % _NOISE_N]
 
-    def sample(self, t_s: float) -> dict[int, float]:
-        """What the device measures at true time ``t_s``: ``{point id: value}`` in the map's units."""
+    def sample(self, t_s: float) -> dict[Any, float]:
+        """What the device measures at true time ``t_s``: ``{point id: value}`` in the map's units,
+        and under ``"t_us"`` the time its own clock gives the sample (``clock_us(t_s)``)."""
         st = self.grid.state(t_s)
+        if t_s > self._last_t:
+            self._last_t = t_s
         k = int(round(t_s * self.rate))
-        return _MEASURE[self.kind](self, st, t_s, k)
+        out: dict[Any, float] = _MEASURE[self.kind](self, st, t_s, k)  # type: ignore[assignment]
+        out["t_us"] = self.clock_us(t_s)
+        return out
 
     def sample_named(self, t_s: float) -> dict[str, float]:
         """``sample`` keyed by the map's point names."""
         by_id = {p["id"]: p["name"] for p in self.map.get("points", ())}
-        return {by_id[i]: v for i, v in self.sample(t_s).items() if i in by_id}
+        return {by_id[i]: v for i, v in self.sample(t_s).items() if isinstance(i, int) and i in by_id}
 
     # -- serving it ------------------------------------------------------------------
 
@@ -344,9 +358,10 @@ class _PmuSource:
     def first_frame(self) -> int:
         return max(0, int(self.clock() * self.dev.rate))
 
-    def frame(self, k: int) -> tuple[int, dict[int, float]]:
+    def frame(self, k: int) -> tuple[int, dict[Any, float]]:
         t = k / self.dev.rate
-        return self.dev.clock_us(t), self.dev.sample(t)
+        values = self.dev.sample(t)
+        return int(values["t_us"]), values
 
 
 @contextlib.contextmanager
@@ -525,7 +540,9 @@ class OperatorConsole(SimDevice):
 def make_devices(sc: Any, grid: Grid | None = None, t0_us: int = signals.T0_US,
                  segment: str = "sim") -> dict[str, SimDevice]:
     """Every device of scenario ``sc`` on ``grid`` (default ``sc.make_grid()``), by name,
-    with the scenario's GPS attacks in the PMUs' clocks and tamper events in the switches."""
+    with the scenario's GPS attacks in the PMUs' clocks (at their ``at_s``; setting the same
+    attack again when it fires, ``set_clock_error(offset, drift)`` at that time, gives the same
+    clock) and tamper events in the switches."""
     grid = grid or sc.make_grid()
     out: dict[str, SimDevice] = {}
     for spec in sc.devices:
