@@ -133,11 +133,14 @@ def verify(data: bytes, node_keys: dict[bytes, tuple[bytes, tuple[str, ...]]]) -
         VerifyKey(bytes(pub)).verify(codec.sig_structure(s1.protected, s1.payload), s1.signature)
     except BadSignatureError:
         raise BundleError(spec.R_SIGNATURE) from None
-    m = cbor2.loads(s1.payload)
-    if codec.encode(m) != s1.payload or not isinstance(m, dict) or sorted(m) != list(spec.MANIFEST_KEYS):
+    return _contents(data, 8 + n, s1.payload)
+
+
+def _contents(data: bytes, at: int, payload: bytes) -> tuple[dict[int, Any], dict[str, bytes]]:
+    m = cbor2.loads(payload)
+    if codec.encode(m) != payload or not isinstance(m, dict) or sorted(m) != list(spec.MANIFEST_KEYS):
         raise BundleError(spec.R_BUNDLE, "manifest not deterministic CBOR with keys 0..4")
     files: dict[str, bytes] = {}
-    at = 8 + n
     for path, size, digest in m[spec.M_FILES]:
         body = data[at : at + size]
         if len(body) != size or hashlib.sha256(body).digest() != digest:
@@ -147,3 +150,21 @@ def verify(data: bytes, node_keys: dict[bytes, tuple[bytes, tuple[str, ...]]]) -
     if at != len(data):
         raise BundleError(spec.R_BUNDLE, "bytes after the last file")
     return m, files
+
+
+def read(data: bytes) -> tuple[dict[int, Any], dict[str, bytes]]:
+    """``(manifest, files)`` of a bundle whose files match its manifest, signature not checked.
+
+    For installing over USB (``lightnode firmware flash``), where whoever
+    holds the port is trusted with the board anyway; a board checks the
+    signature itself when it installs an update (``verify`` is the SDK's
+    copy of that check).
+    """
+    if data[:4] != spec.MAGIC or len(data) < 8:
+        raise BundleError(spec.R_BUNDLE, "not a lightnode update bundle")
+    (n,) = struct.unpack(">I", data[4:8])
+    try:
+        s1 = codec.decode_cose_sign1(data[8 : 8 + n])
+    except Exception as e:  # noqa: BLE001 - any decoding fault is a malformed bundle
+        raise BundleError(spec.R_BUNDLE, str(e)) from None
+    return _contents(data, 8 + n, s1.payload)
