@@ -10,7 +10,7 @@ after the run and checks.
 |---|---|---|
 | ``spoofed_device`` | signs with a made-up key under a registered device's id | refuse: ``bad-signature`` |
 | ``replay`` | sends captured transactions again: on their own topic, and on another device's | take no second entry (duplicate); refuse ``topic-mismatch`` |
-| ``tamper`` | an MQTT-aware proxy between light nodes and the broker flips a bit in PUBLISH payloads | refuse for the bytes (a ``wire.REASONS`` reason); the device sends its copy again |
+| ``tamper`` | an MQTT-aware proxy between light nodes and the broker changes a reading in PUBLISH payloads (and redoes the payload hash) | refuse: ``bad-signature``; the device sends its copy again |
 | ``revoked_device`` | revokes a device in the registry mid-run; its light node keeps sending | refuse: ``revoked-device`` |
 | ``cloned_device`` | a second light node with the same key and an older journal | refuse: ``fork``, and a fork flag with both copies |
 | ``gps_drift``, ``gps_step`` | the PMU's clock error (``set_clock_error``), into timestamps and angles | flag ``angle-drift`` / ``time-step`` |
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightnode import keys, registry, wire
+from lightnode.errors import WireError
 from lightnode.firmware.ln import ack as spec_ack
 from lightnode.firmware.ln import wire as spec
 from lightnode.node.ingest import STRANGER
@@ -122,7 +123,7 @@ class SpoofedDevice(Injector):
         for i in range(count):
             seq = node.seq + 2 + i
             data, tx_id = signer.make(seq, prev, (time.time_ns() // 1000, spec.TQ_NTP, 1500),
-                                      spec.KIND_HEARTBEAT, {spec.HB_FIRMWARE: "x"})
+                                      spec.KIND_HEARTBEAT, _heartbeat("spoofed"))
             t.publish(topic, data)
             self.injected.append(Injected(time.time(), node.device_id, seq, tx_id, data))
             await asyncio.sleep(interval)
@@ -267,7 +268,7 @@ class Flood(Injector):
                 s = signers[k % n_dev]
                 data, tx_id = s.make(k // n_dev, bytes(32),
                                      (time.time_ns() // 1000, spec.TQ_NTP, 0),
-                                     spec.KIND_HEARTBEAT, {spec.HB_FIRMWARE: "flood"})
+                                     spec.KIND_HEARTBEAT, _heartbeat("flood"))
                 t.publish(spec.TOPIC_TX % (seg, s.device_id.hex()), data)
                 self.injected.append(Injected(time.time(), s.device_id, k // n_dev, tx_id))
                 k += 1
@@ -325,7 +326,7 @@ class WipeNode(Injector):
 
 
 class Tamper(Injector):
-    """Flips one bit in the payload of PUBLISH packets to the broker, through ``TamperProxy``."""
+    """Changes a reading in PUBLISH payloads to the broker, through ``TamperProxy``."""
 
     async def prepare(self) -> None:
         host, port = self.ctx.broker_address
@@ -355,6 +356,11 @@ def _injected(data: bytes) -> Injected:
         return Injected(time.time(), b"", None, hashlib.sha256(data).digest(), data)
 
 
+def _heartbeat(firmware: str) -> dict[int, Any]:
+    return {spec.HB_FIRMWARE: firmware, spec.HB_FREE_HEAP: 50_000, spec.HB_JOURNAL: 0,
+            spec.HB_LINK: spec.LINK_UP, spec.HB_TIME_QUALITY: spec.TQ_NTP, spec.HB_RESET_CAUSE: 0}
+
+
 async def _drain(t: Transport, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while t.inflight and time.monotonic() < deadline:
@@ -369,8 +375,10 @@ class TamperProxy:
 
     Client-to-broker bytes are cut into MQTT packets (fixed header, remaining
     length); the next ``count`` PUBLISH packets on a ``/tx`` topic after
-    ``arm`` get one bit of their payload flipped, inside the signed payload
-    (the envelope is left whole, so the transaction id stays the device's).
+    ``arm`` get a reading changed inside the signed payload (its last integer
+    plus one, re-encoded canonically), and the payload hash in the envelope made to match, as an attacker
+    who knows the format would: only the signature can tell. A transaction
+    it has spoiled once is let through when the device sends it again.
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
@@ -384,6 +392,7 @@ class TamperProxy:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
+        self._seen: set[bytes] = set()
         self.tampered = 0
 
     def start(self) -> None:
@@ -470,17 +479,67 @@ class TamperProxy:
         body = at + 2 + tlen + (2 if (pkt[0] >> 1) & 3 else 0)
         if not topic.endswith("/tx") or len(pkt) - body < 160:
             return pkt
+        original = pkt[body:]
+        spoiled_tx = _spoil(original)
+        digest = hashlib.sha256(original).digest()
         with self._lock:
-            if not self._armed:
+            if not self._armed or spoiled_tx is None or digest in self._seen:
                 return pkt
             self._armed -= 1
+            self._seen.add(digest)
             on = self._on
-        spoiled = bytearray(pkt)
-        spoiled[len(pkt) - 2] ^= 0x01  # a low bit near the end of the payload: still CBOR
         self.tampered += 1
         if on is not None:
-            on(topic, bytes(spoiled[body:]))
-        return bytes(spoiled)
+            on(topic, spoiled_tx)
+        return pkt[:body] + spoiled_tx
+
+
+def _spoil(data: bytes) -> bytes | None:
+    """``data`` (a wire transaction) with a reading changed and the payload hash redone; None if not one."""
+    try:
+        i = 1  # [envelope, payload]: 0x82
+        if data[0] != 0x82 or data[i:i + 2] != b"\xd2\x84":
+            return None
+        i += 2
+        h = data[i]
+        plen, i = (h - 0x40, i + 1) if h < 0x58 else (data[i + 1], i + 2)
+        i += plen + 1  # protected header, empty unprotected map
+        if data[i:i + 2] != b"\x58\x20":
+            return None
+        hash_at = i + 2
+        i += 34
+        if data[i:i + 2] != b"\x58\x40":
+            return None
+        i += 66
+        start = i
+        ai = data[i] & 0x1F
+        if ai < 24:
+            n, i = ai, i + 1
+        elif ai == 24:
+            n, i = data[i + 1], i + 2
+        else:
+            n, i = int.from_bytes(data[i + 1:i + 3], "big"), i + 3
+        p = wire._load(data[i:i + n])
+        if not _bump(p, spec.P_BODY):
+            return None
+        payload = wire.encode(p)  # still canonical CBOR: a changed reading, not broken bytes
+        head = wire.encode(payload)[: -len(payload)]
+        out = bytearray(data[:hash_at]) + hashlib.sha256(payload).digest()
+        out += data[hash_at + 32:start]
+        return bytes(out + head + payload)
+    except (IndexError, ValueError, WireError):
+        return None
+
+
+def _bump(container: Any, key: Any) -> bool:
+    """Add one to the last integer found in ``container[key]`` (depth first); False if none."""
+    x = container[key]
+    if type(x) is int and x < (1 << 62):
+        container[key] = x + 1
+        return True
+    keys_ = list(range(len(x) - 1, -1, -1)) if isinstance(x, list) else (
+        sorted(x, reverse=True) if isinstance(x, dict) else [])
+    return any(_bump(x, k) for k in keys_)
 
 
 def _packet_length(buf: bytearray) -> int | None:

@@ -30,7 +30,8 @@ from lightnode.firmware.ln import wire as spec
 
 __all__ = ["TIME_FLAGS", "check", "evaluate_attack"]
 
-TIME_FLAGS = ("angle-drift", "time-step", "clock-bracket")
+# the node's time-anomaly flags (lightnode.node.analysis), and the ledger's own clock-back
+TIME_FLAGS = ("angle-drift", "time-step", "clock-bracket", "clock-back")
 EVENT_TYPES = {
     "alarm_high": spec.EV_ALARM_HIGH, "alarm_low": spec.EV_ALARM_LOW,
     "alarm_clear": spec.EV_ALARM_CLEAR, "comm_loss": spec.EV_COMM_LOSS,
@@ -156,7 +157,7 @@ def _one(x: Any, record: dict[str, Any], attacks: dict[str, dict[str, Any]], run
         return _result(name, ok, "; ".join(why) or _attack_detail(a))
     if x.kind == "no_time_flags":
         time_flags = [d for d in record["detections"] if d["kind"] in TIME_FLAGS]
-        n = len(time_flags) + int(record.get("time_entry_flags", 0))
+        n = len(time_flags)
         return _result(name, n == 0, "%d time flags%s" % (n, ": " + ", ".join(
             "%s on %s at %.1f s" % (d["kind"], d["device"], d["t_s"]) for d in time_flags[:5])
             if time_flags else ""))

@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger("lightnode.simulator.fleet")
 
 MAX_RESENDS = 3  # of one record refused for its bytes (corrupted in transit)
-RESEND_S = 15.0  # an unacknowledged record is sent again after this long
+RESEND_S = 15.0  # an unacknowledged record is sent again after this long (``LightNode.resend_s``)
 HEARTBEAT_EVERY = 2  # windows, as the firmware's default
 CLOCK_UNCERTAINTY_US = 1500  # NTP over Wi-Fi, as the benches assume
 FIRMWARE_VERSION = "sim-1"
@@ -280,6 +280,7 @@ class LightNode:
         self._on_signed: Callable[[LightNode, Record], None] | None = None
         self.via: tuple[str, int] | None = None  # connect through this proxy, not the broker
         self.client_id = "ln-%s" % self.hex
+        self.resend_s = RESEND_S
 
     @property
     def hex(self) -> str:
@@ -397,8 +398,9 @@ class LightNode:
                             points=[readings.Point(p, o, [f.values[p] for f in frames])
                                     for p, o in points],
                             quality=[f.quality for f in frames])
-        self.sign(spec.KIND_READINGS, readings.encode_body([s]), len(frames) * len(points),
-                  t_us=frames[-1].t_us + period)
+        # the transaction's time is the light node's own clock, as on the board; the
+        # device's timestamps (a spoofed PMU's too) are the samples'
+        self.sign(spec.KIND_READINGS, readings.encode_body([s]), len(frames) * len(points))
 
     def heartbeat(self) -> None:
         link = spec.LINK_UP if self.transport is not None and self.transport.connected \
@@ -450,18 +452,25 @@ class LightNode:
             self.stats["bad_acks"] += 1
             return
         r = self.records.get(n.seq) if n.seq is not None else None
-        if r is None or n.tx_id != r.tx_id or n.device != self.device_id:
+        if r is None or n.device != self.device_id:
             self.stats["foreign_nacks"] += 1  # about bytes this node never signed
             return
-        self.stats["nacks"] += 1
         if r.seq not in self.pending:
             return
-        if n.reason not in DEVICE_REFUSALS and r.resends < MAX_RESENDS:
-            # our own copy verifies: the bytes were spoiled on the way; send them again
-            r.resends += 1
-            self.stats["resent"] += 1
-            self._send(r)
+        if n.reason not in DEVICE_REFUSALS:
+            # the bytes were refused: ours (same id) spoiled on the way, or someone else's under
+            # our number (another id). Our own copy verifies: send it again, a few times at most
+            # (if it is in the ledger already, that is a duplicate and gets the ack again)
+            self.stats["nacks" if n.tx_id == r.tx_id else "foreign_nacks"] += 1
+            if r.resends < MAX_RESENDS:
+                r.resends += 1
+                self.stats["resent"] += 1
+                self._send(r)
             return
+        if n.tx_id != r.tx_id:
+            self.stats["foreign_nacks"] += 1  # a clone's or a replay's bytes: not ours
+            return
+        self.stats["nacks"] += 1
         r.refused = n.reason
         self.pending.pop(r.seq, None)
         self.stats["set_aside"] += 1
@@ -496,7 +505,7 @@ class LightNode:
         self._was_up = up
         if up:
             for r in list(self.pending.values()):
-                if r.published_at and now - r.published_at > RESEND_S or not r.published_at:
+                if r.published_at and now - r.published_at > self.resend_s or not r.published_at:
                     self.stats["resent"] += 1
                     self._send(r)
 

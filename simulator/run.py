@@ -128,6 +128,7 @@ class Runner:
         self.out = Path(opts.out) if opts.out else Path("lightnode-runs") / (
             "%s-%s" % (scn.name, stamp))
         self.out.mkdir(parents=True, exist_ok=True)
+        _clear(self.out)
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._timeline: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Future[Any]] = []
@@ -305,7 +306,7 @@ class Runner:
             await fleet.connect()
             self.t0_wall, self.t0 = time.time(), time.monotonic()
             for n in self._nodes:
-                if isinstance(n.source, GridDeviceSource):
+                if isinstance(n.source, GridDeviceSource | PmuSignalSource):
                     n.source.t0_us = int(self.t0_wall * 1e6)
             await fleet.start(self.t0)
             await self._schedule_and_wait()
@@ -376,6 +377,8 @@ class Runner:
         await asyncio.gather(*fleet._tasks, return_exceptions=True)
         deadline = time.monotonic() + DRAIN_S
         last, last_change = -1, time.monotonic()
+        for n in fleet.nodes:
+            n.resend_s = 3.0  # the run is over: what is still unacknowledged goes again soon
         while time.monotonic() < deadline:
             legit = sum(1 for n in fleet.nodes for r in n.pending.values() if r.legit)
             if legit == 0:
@@ -534,6 +537,14 @@ class Runner:
                         col[k] = round(values[pid] * res, 5)
                 target[n.name] = col
         return {"t_s": grid, "frequency_hz": freq, "angle_deg": ang}
+
+
+def _clear(out: Path) -> None:
+    """A folder used before: what a run writes there goes (a run's folder is that run's alone)."""
+    for pattern in ("registry.db*", "ledger.db*", "node-*.db*", "node-*-keys.json", "node-*.log",
+                    "node-stats.json", "*.seed", "run.json", "report.html"):
+        for p in out.glob(pattern):
+            p.unlink()
 
 
 def _committed(entries: dict[tuple[bytes, int], Any], device: bytes, r: Record) -> bool:
