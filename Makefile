@@ -1,13 +1,15 @@
-# The two commands (README): `make demo` runs the main job, `make test` the
-# whole suite. Both make and reuse a virtual environment in .venv and
-# install everything from this repository's own files.
+# The two commands (README): `make simulate` runs the main job (the substation
+# scenario: light nodes, full nodes, attacks, the report), `make test` the
+# whole suite; `make demo` is the smaller signing demo. All make and reuse a
+# virtual environment in .venv and install everything from this repository's
+# own files.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WASM   := tools/wasm/node_modules/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: simulate demo test lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "lightnode needs Python 3.11 or 3.12, found %d.%d" % v[:2])'
@@ -19,6 +21,9 @@ $(STAMP): setup.cfg pyproject.toml
 $(WASM): tools/wasm/package.json tools/wasm/package-lock.json
 	npm ci --prefix tools/wasm --no-audit --no-fund --loglevel=error
 	@touch $@
+
+simulate: $(STAMP)
+	$(BIN)/lightnode simulate
 
 demo: $(STAMP)
 	$(BIN)/lightnode demo
