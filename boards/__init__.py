@@ -30,6 +30,8 @@ def names() -> list[str]:
 def _pins(facts: dict) -> dict[str, int]:
     """Every GPIO the board's facts assign, by role (``uart.tx``, ``ethernet.cs``...)."""
     out = {}
+    if "safe_mode_pin" in facts:
+        out["safe_mode_pin"] = facts["safe_mode_pin"]
     uart = facts.get("uart") or {}
     for role in ("tx", "rx", "rs485_de"):
         if role in uart:
@@ -74,6 +76,8 @@ def problems(facts: dict) -> list[str]:
     if gpio is not None:
         if "id" not in facts.get("uart", {}) or "rs485_de" not in facts["uart"]:
             out.append("uart needs id, tx, rx and rs485_de")
+        if "safe_mode_pin" not in facts:
+            out.append("safe_mode_pin is missing")
         seen: dict[int, str] = {}
         for role, pin in pins.items():
             if not isinstance(pin, int) or not 0 <= pin < gpio["count"]:
@@ -104,3 +108,52 @@ def load(name: str) -> dict:
     if bad:
         raise ValueError("board %s: %s" % (name, "; ".join(bad)))
     return board
+
+
+def _kb(n: int) -> str:
+    return "%d KB" % (n // 1024) if n % 1024 == 0 else "%d B" % n
+
+
+def facts_table() -> str:
+    """The boards' facts as the Markdown table docs/boards.md shows (a test keeps them equal)."""
+    cols = names()
+    f = {n: load(n) for n in cols}
+
+    def uart(b: dict) -> str:
+        u = b["uart"]
+        return "UART%d TX %d RX %d, DE %d" % (u["id"], u["tx"], u["rx"], u["rs485_de"]) if "id" in u \
+            else u.get("kind", "")
+
+    def eth(b: dict) -> str:
+        e = b["network"].get("ethernet")
+        if not e:
+            return "-"
+        return "SPI%d SCK %d MOSI %d MISO %d CS %d RST %d INT %d" % (
+            e["spi"], e["sck"], e["mosi"], e["miso"], e["cs"], e["rst"], e["int"])
+
+    def quota(b: dict) -> str:
+        q, fs = b["journal_quota_bytes"], b["flash"]["fs_bytes"]
+        return "%s (%d%% of the file system; ring %s more)" % (_kb(q), round(100 * q / fs), _kb(int(q * RING_SHARE)))
+
+    rows = [
+        ("MCU", lambda b: b["mcu"]),
+        ("MicroPython build", lambda b: b["micropython_build"]),
+        ("`sys.platform`, mpy arch", lambda b: "%s, %s" % (b["sys_platform"], b["mpy_arch"])),
+        ("USB", lambda b: b["usb"]),
+        ("heap budget (of GC heap)", lambda b: "%d KB (of %d KB)" % (b["heap_kb"], b["gc_heap_kb"])),
+        ("flash, file system", lambda b: "%s, %s" % (_kb(b["flash"]["total_bytes"]), _kb(b["flash"]["fs_bytes"]))),
+        ("blocks", lambda b: "%d x %d B" % (b["flash"]["block_count"], b["flash"]["block_size"])),
+        ("journal quota", quota),
+        ("update slot on the file system", lambda b: "yes" if b["flash"]["update_slot"] else "no"),
+        ("default window", lambda b: "%d s" % b["default_window_s"]),
+        ("watchdog max", lambda b: "%d ms" % b["watchdog_max_ms"]),
+        ("Modbus RS-485", uart),
+        ("safe-mode pin (to GND at boot)", lambda b: str(b["safe_mode_pin"]) if "safe_mode_pin" in b else "-"),
+        ("network", lambda b: "%s%s" % (b["network"]["kind"], " (%s)" % b["network"]["chip"]
+                                        if "chip" in b["network"] else "")),
+        ("W5500 option", eth),
+    ]
+    out = ["| | " + " | ".join("`%s`" % n for n in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for label, get in rows:
+        out.append("| %s | " % label + " | ".join(get(f[n]).replace("|", "/") for n in cols) + " |")
+    return "\n".join(out) + "\n"

@@ -240,3 +240,17 @@ def test_board_code_imports_in_the_unix_port_with_stand_ins(name, tmp_path):
     assert r["sent"] == "010300000001840a" and r["de"] == 0  # DE dropped after the frame
     assert r["nic"] and r["wlan"] and r["wdt_over_refused"]
     assert r["cause"] == 1  # the stand-in's PWRON_RESET reached the application
+
+
+def test_board_guide_shows_the_boards_json():
+    """docs/boards.md's table is the one board.json makes; regenerate it with boards.facts_table()."""
+    doc = (Path(mp.REPO) / "docs" / "boards.md").read_text()
+    start = doc.index("<!-- board-facts")
+    start = doc.index("\n", start) + 1
+    table = doc[start : doc.index("<!-- /board-facts -->")]
+    assert table == boards.facts_table()
+    for name in boards.names():
+        f = boards.load(name)
+        assert "`%s`" % name in table and f["mcu"] in table
+        assert "%d KB (%d%%" % (f["journal_quota_bytes"] // 1024,
+                                round(100 * f["journal_quota_bytes"] / f["flash"]["fs_bytes"])) in table
