@@ -145,15 +145,17 @@ class Cluster:
                 reg.add_node_key(name, role, pub[role], self.admin)
         self.reg = reg
 
-    def add_device(self, device_id: bytes, public_key: bytes, board: str) -> None:
+    def add_device(self, device_id: bytes, public_key: bytes, board: str,
+                   pointmap_digest: str = "00" * 32) -> None:
         assert self.reg is not None
-        self.reg.add_device(device_id, public_key, self.segment, board, "sim-1", "00" * 32,
+        self.reg.add_device(device_id, public_key, self.segment, board, "sim-1", pointmap_digest,
                             self.admin)
 
-    def add_operator(self, name: str, role: str = registry.ROLE_OPERATOR) -> bytes:
+    def add_operator(self, name: str, role: str = registry.ROLE_OPERATOR,
+                     seed: bytes | None = None) -> bytes:
         """A registered operator; its key seed (kept in the run folder, as a console would)."""
         assert self.reg is not None
-        seed = keys.generate_seed()
+        seed = seed or keys.generate_seed()
         self.reg.add_operator(name, role, keys.public_key(seed), self.admin)
         keys.write_seed(self.out / ("operator-%s.seed" % name), seed)
         return seed

@@ -159,9 +159,11 @@ class GridDeviceSource:
     """A device of ``lightnode.simulator.devices`` read directly (``sample(t_s)``), at its rate.
 
     ``sample`` gives what the device measures at run time ``t_s`` (its own
-    clock errors included): values in the point's unit, quantized here at
-    the point's resolution; a ``"t_us"`` entry, when present, is the
-    device's own timestamp (a GPS-spoofed PMU's), else the run's clock.
+    clock errors included) in the units of its point map (``device.map``,
+    the same map the firmware reads with); the light node quantizes at each
+    point's resolution. ``"t_us"`` is the device's own timestamp (a
+    GPS-spoofed PMU's), else the run's clock. Points marked ``event`` in the
+    map (a breaker position, a trip) are status: a change is an event.
     """
 
     def __init__(self, device: Any, t0_us: int, rate_hz: float | None = None) -> None:
@@ -169,32 +171,32 @@ class GridDeviceSource:
         self.name = str(getattr(device, "name", "device"))
         self.kind = str(getattr(device, "kind", "device"))
         self.t0_us = t0_us
-        self.rate_hz = float(rate_hz or getattr(device, "rate_hz", None)
-                             or (50.0 if self.kind == "pmu" else 1.0))
-        specs = list(getattr(device, "points", None) or [])
-        if not specs and self.kind == "pmu":
-            specs = list(signals.POINTS)
-        self._specs = {int(getattr(p, "id", 0)): p for p in specs}
-        self.points = [(pid, int(getattr(p, "order", 1))) for pid, p in self._specs.items()]
-        self.status_points = frozenset(
-            pid for pid, p in self._specs.items()
-            if getattr(p, "quantity", "") in ("status", "breaker", "flag", "counter-status"))
+        pts = list((getattr(device, "map", None) or {}).get("points", ()))
+        self._specs: dict[int, dict[str, Any]] = {int(p["id"]): p for p in pts}
+        if not self._specs and self.kind == "pmu":
+            self._specs = {p.id: {"id": p.id, "order": p.order, "resolution": p.resolution,
+                                  "quantity": p.quantity} for p in signals.POINTS}
+        periods = [float(p["period_ms"]) for p in pts if p.get("period_ms")]
+        default = float(getattr(device, "rate", 50)) if self.kind == "pmu" else (
+            1000.0 / min(periods) if periods else 1.0)
+        self.rate_hz = float(rate_hz or default)
+        self.points = [(pid, int(p.get("order", 1))) for pid, p in self._specs.items()]
+        self.status_points = frozenset(pid for pid, p in self._specs.items() if p.get("event"))
         self.trace: dict[str, tuple[int, float]] = {}
         for pid, p in self._specs.items():  # the first frequency and the first angle point
-            q = getattr(p, "quantity", "")
+            q = str(p.get("quantity", ""))
             if q in ("frequency", "angle") and q not in self.trace:
-                self.trace[q] = (pid, float(getattr(p, "resolution", 0.001)))
+                self.trace[q] = (pid, float(p.get("resolution", 0.001)))
 
     def _quantize(self, pid: int, x: Any) -> int:
         if isinstance(x, bool):
             return int(x)
-        if isinstance(x, int):
-            return x
-        p = self._specs.get(pid)
-        res = float(getattr(p, "resolution", 0.001) or 0.001)
-        if p is not None and getattr(p, "quantity", "") == "angle":
-            return signals.quantize(p, float(x))  # type: ignore[arg-type]
-        return int(round(float(x) / res))
+        p = self._specs.get(pid, {})
+        q = int(round(float(x) / float(p.get("resolution", 0.001) or 0.001)))
+        if p.get("quantity") == "angle":  # angles wrap to +-180 degrees, as signals.quantize
+            half = int(round(180.0 / float(p.get("resolution", 0.01))))
+            q = (q + half) % (2 * half) - half
+        return q
 
     def frames(self, t0_s: float, t1_s: float) -> list[Frame]:
         out = []

@@ -45,6 +45,7 @@ from typing import Any
 
 from lightnode import keys, registry
 from lightnode.errors import LightnodeError
+from lightnode.firmware.ln import wire as spec
 from lightnode.ledger.store import FLAG_CLOCK_BACK, FLAG_TIME_SKEW, open_store
 from lightnode.simulator import attacks as attackmod
 from lightnode.simulator import expect
@@ -58,6 +59,13 @@ DRAIN_S = 20.0  # after the run, at most this long for the last block acks
 STALL_S = 6.0  # ... and no longer than this once acks stop coming
 SERIES_HZ = 5.0  # the run record's plotted signals, samples per second
 FULL_NODE_NAMES = {"producer": PRODUCER, "witness1": WITNESSES[0], "witness2": WITNESSES[1]}
+
+
+def _PMU_DIGEST() -> str:  # noqa: N802 - a constant, computed once it is needed
+    from lightnode.drivers import pointmap
+    from lightnode.simulator.devices import MAP_FILES, MAPS
+
+    return str(pointmap.load((MAPS / MAP_FILES["pmu"]).read_bytes()).digest())
 
 
 class RunError(LightnodeError):
@@ -94,21 +102,14 @@ def _segment(name: str) -> str:
     return s
 
 
-def _build_devices(scn: Any, grid: Any) -> dict[str, Any]:
-    """The scenario's devices on its grid, by name (``lightnode.simulator.devices``)."""
-    try:
-        from lightnode.simulator import devices as devmod
-    except ImportError:
-        return {}
-    for fn in ("build", "make_devices", "from_scenario"):
-        f = getattr(devmod, fn, None)
-        if f is not None:
-            made = f(scn, grid)
-            return dict(made) if isinstance(made, dict) else {d.name: d for d in made}
-    f = getattr(devmod, "make", None)
-    if f is not None:
-        return {d.name: f(d, grid) for d in scn.devices}
-    return {}
+def _digest(device: Any) -> str:
+    """The registered point map digest of a device: what the node's analysis knows it by."""
+    path = getattr(device, "map_path", None)
+    if path is None:
+        return "00" * 32
+    from lightnode.drivers import pointmap
+
+    return str(pointmap.load(Path(path).read_bytes()).digest())
 
 
 class Runner:
@@ -231,8 +232,10 @@ class Runner:
 
     def _make_fleet(self) -> None:
         scn = self.scn
+        from lightnode.simulator.devices import make_devices
+
         self.grid = scn.make_grid()
-        self.devices = _build_devices(scn, self.grid)
+        self.devices = make_devices(scn, self.grid, int(self.t0_wall * 1e6), self.segment)
         specs = list(scn.light_nodes)
         n_want = self.opts.nodes
         if n_want is not None:
@@ -266,11 +269,17 @@ class Runner:
         c = self.cluster = Cluster(self.out, self.segment, self.opts.store)
         c.init_registry()
         for n in self._nodes:
-            c.add_device(n.device_id, keys.public_key(n.seed), n.board)
+            dev = getattr(n.source, "device", None)
+            c.add_device(n.device_id, keys.public_key(n.seed), n.board,
+                         _digest(dev) if dev is not None else _PMU_DIGEST())
+        from lightnode.simulator.devices import operator_seed
+
         for d in self.scn.devices:
             if d.kind == "operator":
                 name = str(d.params["operator"])
-                self.operators[name] = c.add_operator(name, str(d.params.get("role", "operator")))
+                seed = operator_seed(self.scn.seed, name)  # the console's key (and the thief's)
+                c.add_operator(name, str(d.params.get("role", "operator")), seed)
+                self.operators[name] = seed
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -308,6 +317,8 @@ class Runner:
             for n in self._nodes:
                 if isinstance(n.source, GridDeviceSource | PmuSignalSource):
                     n.source.t0_us = int(self.t0_wall * 1e6)
+            for d in self.devices.values():  # the devices' clocks start with the run
+                d.t0_us = int(self.t0_wall * 1e6)
             await fleet.start(self.t0)
             await self._schedule_and_wait()
             await self._drain()
@@ -333,6 +344,14 @@ class Runner:
         task = progress.add_task("simulating", total=scn.duration_s, committed=0, refused=0,
                                  attacks="0/%d" % len(self.injectors))
         firing: list[asyncio.Future[Any]] = []
+        consoles = [d for d in self.devices.values() if hasattr(d, "actions")]
+        console_link = None
+        if consoles:
+            from lightnode.node.mqtt import Transport
+
+            console_link = Transport(self.broker_host, self.broker_port, "console-%s" % self.segment)
+            self.spawn(console_link.run())
+        t_prev = 0.0
         with progress:
             end = self.t0 + scn.duration_s
             while True:
@@ -345,6 +364,15 @@ class Runner:
                     else:
                         obj.fired_at = time.time()
                         firing.append(asyncio.ensure_future(obj.fire()))
+                for c in consoles:  # the operators' own actions (a stolen key's are the attack's)
+                    for ev in c.actions(t_prev, t):
+                        if "attack" not in ev.params and console_link is not None:
+                            data = c.sign(ev)
+                            console_link.publish(spec.TOPIC_TX % (self.segment, registry.operator_id(
+                                c.operator).hex()), data)
+                            self.timeline("operator_action", c.name, "%s %s" % (
+                                ev.params.get("action"), ev.params.get("breaker", "")))
+                t_prev = t
                 st = self.cluster.producer.stats()
                 progress.update(task, completed=min(t, scn.duration_s),
                                 committed=st.get("added", 0),
