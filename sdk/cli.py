@@ -43,6 +43,7 @@ def _register() -> None:
     from lightnode.devicedump import dump
     from lightnode.evidencecli import evidence
     from lightnode.firmwarecli import firmware
+    from lightnode.hilcli import hil
     from lightnode.ledgercli import audit, ledger
     from lightnode.nodecli import node
     from lightnode.pointmapcli import pointmap_group
@@ -69,6 +70,7 @@ def _register() -> None:
     main.add_command(evidence)
     main.add_command(firmware)
     main.add_command(simulate)
+    main.add_command(hil)
     main.add_command(report)
 
 
