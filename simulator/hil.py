@@ -275,7 +275,7 @@ class SerialBoard:
         except provision.ProvisionError as e:
             raise HilError(
                 "%s: %s. Flash the application first (lightnode firmware flash --board %s --port %s) "
-                "and let the board boot once, so it makes its key" % (self.name, e, self.board, self.port)) from None
+                "and let the board boot once, so it makes its key" % (self.name, str(e).rstrip("."), self.board, self.port)) from None
         return ident
 
     def target(self) -> provision.Board:
