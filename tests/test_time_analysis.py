@@ -147,9 +147,13 @@ def pmu_windows(grid: Grid, pmus: list[Pmu], seconds: float, noise_deg: float = 
 
 
 def feed(an: Analyzer, stream, block_s: float = 1.0):
-    """The node's part: commit in arrival order, cut a block every block_s, cosign the one before."""
-    flags, index, next_cut, last_cut = [], 0, None, None
+    """The node's part: commit in arrival order, tick, cut a block every block_s, cosign the one before."""
+    flags, index, next_cut, last_cut, clock = [], 0, None, None, None
     for arrival, data in stream:
+        while clock is not None and clock + 100_000 < arrival:  # the node's tick runs meanwhile
+            clock += 100_000
+            flags += an.tick(clock)
+        clock = arrival
         while next_cut is not None and next_cut <= arrival:
             flags += an.on_checkpoint(an.chain, index, next_cut, next_cut)
             an.set_lower_reference(last_cut)  # the one before is cosigned by now

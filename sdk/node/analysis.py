@@ -319,6 +319,7 @@ class Analyzer:
         self._slots: dict[int, dict[bytes, tuple[float, int, int]]] = {}
         self._done = -1  # instants up to this one are judged
         self._first: int | None = None  # the first instant seen
+        self._advanced = -(1 << 62)  # node time of the last judging
         self._suspects: set[bytes] = set()  # devices with a clock-bracket suspicion held
         self._upper: set[bytes] = set()  # devices with a time after arrival, judged at the cut
         self._last_flag: dict[tuple[bytes, str], tuple[int, int]] = {}
@@ -408,6 +409,8 @@ class Analyzer:
     def tick(self, now: int) -> list[Flag]:
         """Suspicions about a device's clock that no later transaction explained: confirmed."""
         out: list[Flag] = []
+        if self._slots and now - self._advanced >= 100_000:
+            self._advance(now, out)
         wait = max(30_000_000, 3 * self.config.bracket_tolerance_us)
         for device in list(self._suspects):
             dev = self._devices.get(device)
@@ -653,7 +656,8 @@ class Analyzer:
             if s > latest:
                 latest = s
         tr.latest_slot = latest
-        self._advance(now, out)
+        if now - self._advanced >= 100_000:  # judging is per instant, not per transaction
+            self._advance(now, out)
 
     @staticmethod
     def _scan(t0: int, period: int, cum: list[int] | None, n: int, grid: int, half: int) -> list[int]:
@@ -666,6 +670,7 @@ class Analyzer:
 
     def _advance(self, now: int, out: list[Flag]) -> None:
         """Judge the instants every PMU that matters has sent by now (the median PMU, less a hold)."""
+        self._advanced = now
         tracks = [t for t in self._tracks.values() if t.latest_slot >= 0]
         if not tracks:
             return
