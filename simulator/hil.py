@@ -153,11 +153,11 @@ def check_options(opts: HilOptions) -> None:
             if _is_loopback(host):
                 raise HilError("--broker %s is this host's loopback, which the board cannot reach: "
                                "give a broker address on the board's network" % opts.broker)
-        elif not opts.broker_listen or _is_loopback(opts.broker_listen):
+        if not opts.broker_listen or _is_loopback(opts.broker_listen):
             raise HilError(
-                "a real board must reach the simulator's broker and devices over its network: give "
-                "--broker-listen ADDRESS (this host's address on that network, e.g. 192.168.1.20), "
-                "or --broker mqtt://HOST:PORT of a broker the board can reach")
+                "a real board must reach the simulator's devices (and broker) over its network: give "
+                "--broker-listen ADDRESS, this host's address on that network (e.g. 192.168.1.20); "
+                "the broker listens there too unless --broker names one the board can reach")
     if opts.broker_listen == "0.0.0.0":
         raise HilError("--broker-listen: give this host's address on the board's network, not "
                        "0.0.0.0 (the board is told this address)")
