@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lightnode import keys, registry, wire
 from lightnode.errors import WireError
@@ -77,7 +77,8 @@ class Injector:
     flag_device: str | None = None
     absorbed: int = 0  # sent again and taken once (a replay on its own topic)
     note: str = ""
-    per_tx: bool = True  # each transaction must be refused or flagged (else: the attack as a whole)
+    # each transaction must be refused or flagged (else: the attack as a whole, by its flags)
+    per_tx: ClassVar[bool] = True
 
     async def prepare(self) -> None:
         pass

@@ -162,7 +162,7 @@ def _one(x: Any, record: dict[str, Any], attacks: dict[str, dict[str, Any]], run
             "%s on %s at %.1f s" % (d["kind"], d["device"], d["t_s"]) for d in time_flags[:5])
             if time_flags else ""))
     if x.kind == "flag":
-        kind, device = str(p["kind"]), str(p["device"])
+        kind, device = str(p.get("kind") or p.get("flag")), str(p["device"])
         within = p.get("within_s")
         start = _attack_time_on(record, device)
         hits = [d for d in record["detections"] if d["kind"] == kind and d["device"] == device]

@@ -81,6 +81,8 @@ class Frame:
     t_us: int
     values: dict[int, int]
     quality: int = spec.Q_GOOD
+    # alarm crossings the device's point map defines: (event type, point id, value, limit)
+    alarms: list[tuple[int, int, int, int | None]] = field(default_factory=list)
 
 
 class Source(Protocol):
@@ -187,6 +189,23 @@ class GridDeviceSource:
             q = str(p.get("quantity", ""))
             if q in ("frequency", "angle") and q not in self.trace:
                 self.trace[q] = (pid, float(p.get("resolution", 0.001)))
+        self._alarm_state: dict[int, str | None] = {
+            pid: None for pid, p in self._specs.items() if p.get("alarm")}
+
+    def _alarm(self, pid: int, x: float) -> tuple[int, int, int, int | None] | None:
+        """An alarm event when the point crosses its map's limits (as the firmware's sampler)."""
+        lim = self._specs[pid]["alarm"]
+        state = "low" if "low" in lim and x < float(lim["low"]) else (
+            "high" if "high" in lim and x > float(lim["high"]) else None)
+        if state == self._alarm_state[pid]:
+            return None
+        self._alarm_state[pid] = state
+        v = self._quantize(pid, x)
+        if state == "low":
+            return (spec.EV_ALARM_LOW, pid, v, self._quantize(pid, float(lim["low"])))
+        if state == "high":
+            return (spec.EV_ALARM_HIGH, pid, v, self._quantize(pid, float(lim["high"])))
+        return (spec.EV_ALARM_CLEAR, pid, v, None)
 
     def _quantize(self, pid: int, x: Any) -> int:
         if isinstance(x, bool):
@@ -206,13 +225,17 @@ class GridDeviceSource:
             quality = int(s.pop("quality", spec.Q_GOOD))
             if t_us is None:
                 t_us = self.t0_us + round(t * 1e6)
-            values = {}
+            values, alarms = {}, []
             for k, v in s.items():
                 if isinstance(k, int) and isinstance(v, int | float | bool):
                     values[k] = self._quantize(k, v)
+                    if k in self._alarm_state and math.isfinite(float(v)):
+                        a = self._alarm(k, float(v))
+                        if a is not None:
+                            alarms.append(a)
             if not self.points:  # learnt from the first sample
                 self.points = [(k, 1) for k in sorted(values)]
-            out.append(Frame(int(t_us), values, quality))
+            out.append(Frame(int(t_us), values, quality, alarms))
         return out
 
 
@@ -366,7 +389,7 @@ class LightNode:
             for p in status:
                 if p in f.values:
                     self._last[p] = f.values[p]
-            if changed:
+            if changed or f.alarms:
                 # an event closes the window at once: what came before it first
                 self._readings(frames[start:i])
                 start = i
@@ -376,6 +399,15 @@ class LightNode:
                                                 spec.E_SEVERITY: spec.SEV_ALARM,
                                                 spec.E_POINT: p, spec.E_VALUE: v,
                                                 spec.E_TIME: f.t_us})
+                for etype, p, v, limit in f.alarms:
+                    self.events.append((t_run, etype, p, v))
+                    body = {spec.E_TYPE: etype, spec.E_POINT: p, spec.E_VALUE: v,
+                            spec.E_TIME: f.t_us,
+                            spec.E_SEVERITY: spec.SEV_INFO if etype == spec.EV_ALARM_CLEAR
+                            else spec.SEV_ALARM}
+                    if limit is not None:
+                        body[spec.E_LIMIT] = limit
+                    self.sign(spec.KIND_EVENT, body)
         self._readings(frames[start:])
         if self.trace_points:
             step = max(1, int(round(self.source.rate_hz / self.trace_hz)))

@@ -141,6 +141,8 @@ class Runner:
         self.grid: Any = None
         self.nodes_by_device: dict[str, LightNode] = {}
         self.op_actions: list[dict[str, Any]] = []
+        self._live_flags: dict[tuple[Any, ...], Any] = {}
+        self._live_rej: dict[tuple[int, str, str], dict[str, Any]] = {}
 
     # -- the attacks' context ----------------------------------------------------------
 
@@ -320,6 +322,7 @@ class Runner:
             for d in self.devices.values():  # the devices' clocks start with the run
                 d.t0_us = int(self.t0_wall * 1e6)
             await fleet.start(self.t0)
+            self.spawn(self._watch_producer())
             await self._schedule_and_wait()
             await self._drain()
             self.wall_s = time.time() - self.t0_wall
@@ -329,6 +332,7 @@ class Runner:
             for t in self._tasks:
                 t.cancel()
             await asyncio.to_thread(self.cluster.stop)
+            self._poll_producer()
         return self._record()
 
     async def _schedule_and_wait(self) -> None:
@@ -423,6 +427,55 @@ class Runner:
 
     # -- the record ------------------------------------------------------------------------
 
+    # -- watching the producer while it runs ----------------------------------------------
+
+    def _poll_producer(self) -> None:
+        """Read the producer's flags and rejection counts now (a wiped store loses them: we keep them)."""
+        try:
+            store = open_store(self.cluster.stores[PRODUCER])
+        except Exception:  # between a wipe and the restart: nothing to read
+            return
+        try:
+            run = self.cluster.producer.runs
+            for f in store.flags():
+                self._live_flags[(f.kind, f.chain, f.time, f.device, f.detail)] = f
+            for r in store.rejections():
+                key = (run, r["source"], r["reason"])
+                held = self._live_rej.get(key)
+                if held is None or r["count"] >= held["count"]:
+                    self._live_rej[key] = dict(r)
+        except Exception:  # a store half made by a restarting node: read it next time
+            pass
+        finally:
+            store.close()
+
+    async def _watch_producer(self) -> None:
+        while True:
+            await asyncio.to_thread(self._poll_producer)
+            await asyncio.sleep(1.0)
+
+    def _merge_flags(self, final: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        seen = {(f.kind, f.chain, f.time, f.device, f.detail) for _, f in final}
+        return final + [(PRODUCER, f) for k, f in self._live_flags.items() if k not in seen]
+
+    def _merge_rejections(self, final: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Counts per (source, reason) over every life of the producer (a wipe starts them again)."""
+        run = self.cluster.producer.runs
+        rows = {(run, r["source"], r["reason"]): dict(r) for r in final}
+        for key, r in self._live_rej.items():
+            if key not in rows or rows[key]["count"] < r["count"]:
+                rows[key] = r
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for (_run, source, reason), r in rows.items():
+            held = out.get((source, reason))
+            if held is None:
+                out[(source, reason)] = dict(r)
+            else:
+                held["count"] += r["count"]
+                held["first"] = min(held["first"], r["first"])
+                held["last"] = max(held["last"], r["last"])
+        return list(out.values())
+
     def _read_stores(self) -> dict[str, Any]:
         chain = "seg:" + self.segment
         out: dict[str, Any] = {"entries": {}, "flags": [], "rejections": [], "received": []}
@@ -487,8 +540,8 @@ class Runner:
             total_lost += len(lost)
             latencies += [(r.acked_at - r.signed_at) * 1000 for r in legit
                           if r.acked_at is not None]
-        flags = st["flags"]
-        rejections = st["rejections"]
+        flags = self._merge_flags(st["flags"])
+        rejections = self._merge_rejections(st["rejections"])
         detections = [{"t_s": round(f.time / 1e6 - self.t0_wall, 3), "kind": f.kind,
                        "device": self._device_name(f.device), "detail": f.detail or node_name}
                       for node_name, f in flags]
