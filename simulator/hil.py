@@ -249,7 +249,9 @@ class UnixPortBoard:
         res = self.result = run_board(self.root, seconds, heap=self.heap_kb)
         (self.root.parent / "board.log").write_text(res.stdout + res.stderr)
         if res.returncode != 0 or not res.results:
-            raise HilError("the firmware exited with %d:\n%s" % (res.returncode, (res.stdout + res.stderr)[-3000:]))
+            said = [x for x in (res.stdout + res.stderr).splitlines() if x.strip()]
+            raise HilError("the firmware exited with %d: %s (board.log has all it printed)" % (
+                res.returncode, said[-1].strip() if said else "no output"))
         return dict(res.results[-1])
 
     def stop(self) -> None:

@@ -9,6 +9,10 @@ meet every expectation; the test then checks the ledger itself: every
 transaction the board signed committed once, in order, its hash chain
 intact, the chain audits clean; run.json and the report are written.
 
+The substation with the board on the PMU whose GPS receiver is spoofed:
+the 1 ms step reaches the board in the frames it reads, and the full node
+flags the board's transactions.
+
 And the errors a user meets first: a real board with no --port, a port
 that does not exist, a broker a real board cannot reach, a board that was
 never flashed.
@@ -87,6 +91,24 @@ def test_hil_unix_board_normal_day(tmp_path):
 
     html = (out / "report.html").read_text()
     assert board["name"] in html and "<img" in html
+
+
+def test_hil_gps_step_in_the_frames_the_board_reads(tmp_path):
+    """The substation with the board on the PMU whose GPS clock steps 1 ms: the step is in the
+    C37.118 frames the firmware reads (timestamps and angles), and the full node flags the board."""
+    need(mp.find_micropython)
+    out = tmp_path / "run"
+    with mosquitto(tmp_path) as port:
+        res = _hil("substation", "--light-node", "ln-pmu-east", "--duration", DURATION_S,
+                   "--broker", "mqtt://127.0.0.1:%d" % port, "--heap", str(fw_heap()), "--out", str(out))
+    record = json.loads((out / "run.json").read_text())
+    assert res.exit_code == 0, [e for e in record["expectations"] if not e["met"]]
+    board = record["light_nodes"][0]
+    assert board["name"] == "ln-pmu-east" and board["firmware"] and board["lost"] == 0, board
+    gps = next(a for a in record["attacks"] if a["kind"] == "gps_step")
+    assert gps["detected"] and gps["flags"].get("time-step"), gps
+    flagged = {d["device"] for d in record["detections"] if d["kind"] in ("time-step", "angle-drift")}
+    assert "ln-pmu-east" in flagged, record["detections"]
 
 
 @pytest.mark.parametrize("args, says", [
