@@ -9,6 +9,7 @@ heartbeats are on the ledger.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from test_node_cli_quorum import WITNESS_SEEDS, _stop, _witness
 MAPS = Path(__file__).resolve().parents[1] / "drivers" / "maps"
 SEGMENT = "feeder-9"
 pytestmark = pytest.mark.micropython
+# The application heap this run gets on the 64-bit unix port: the smallest that passes
+# (156 KB, 152 fails; objects are twice a board's size here) with a little margin.
+HEAP_KB = 160
 
 
 def _cli() -> click.Group:
@@ -83,8 +87,13 @@ def test_firmware_runs_end_to_end_on_a_pico_w_budget(tmp_path, monkeypatch):
         try:
             producer.wait_ready()
             time.sleep(1.0)  # the witnesses subscribe
-            out = run("firmware", "run", "--board", "unix", "board", "--seconds", "20", "--heap", "320", "--json")
+            # KB: the smallest heap that passes is found by setting LIGHTNODE_FW_HEAP (bisect);
+            # "budget" runs at the board's (pico_w, 128 KB), which the 64-bit port does not fit yet
+            heap = os.environ.get("LIGHTNODE_FW_HEAP", str(HEAP_KB))
+            out = run("firmware", "run", "--board", "unix", "board", "--seconds", "20", "--json",
+                      *(("--heap", heap) if heap != "budget" else ()))
             stats = json.loads(out.strip().splitlines()[-1])
+            print("firmware stats:", stats)
         finally:
             producer.stop()
             for proc in witnesses.values():

@@ -10,22 +10,44 @@ every pending record (keyed by its sequence number) and frees the
 journal on each valid block ack; a NACKed record is set aside. A
 heartbeat goes out every ``heartbeat_every`` windows.
 
-    app = App(cfg, key, journal, client, source=("127.0.0.1", 4712))
+    app = App(points.plan(cfg), key, journal, client, source=("127.0.0.1", 4712))
     asyncio.run(app.run(seconds=20))
 """
 
 import asyncio
 import gc
+from array import array
+
+from lightnode.drivers.c37118 import client as c37
+from lightnode.drivers.c37118 import frames
+from lightnode.drivers.c37118.errors import RemoteProtocolError
 
 from . import VERSION, ack, readings, txn, wire
+from .points import (
+    P_HIGH,
+    P_ID,
+    P_INDEX,
+    P_KIND,
+    P_LOW,
+    P_ORDER,
+    P_RES,
+    P_STATE,
+    alarm_state,
+    quantize,
+)
+
+# asyncio loads these on first use; loaded with the code, they do not land amid data
+_PRELOAD = (asyncio.open_connection, asyncio.wait_for_ms)
 
 LINK_CODES = {"down": wire.LINK_DOWN, "connecting": wire.LINK_CONNECTING, "up": wire.LINK_UP,
               "closed": wire.LINK_CLOSED}
 
-MAX_SAMPLES = 512  # per window: a 5 s window at 100 frames/s
+MAX_SAMPLES = 512  # per window at most; a fuller window closes early
+_OFFSET_MAX = 1 << 31  # a sample's time offset in the window fits an array('i')
 MAX_EVENTS = 16  # events waiting for the batcher; more are counted, not kept
 MAX_ACKS = 4  # acks waiting for checking: they are cumulative, the newest count most
-SEND_AHEAD = 4  # records read from the journal per uplink pass
+SEND_AHEAD = 2  # records read from the journal per uplink pass (copies: heap)
+RX_BYTES = 512  # read from the source at a time
 LOSS_MS = 3000  # no frame this long: the source is lost
 RETRY_MS = 1000  # before connecting to the source again
 
@@ -35,18 +57,19 @@ _STAT_UNSYNC = 0x2000
 
 
 class App:
-    def __init__(self, cfg, key, journal, client, source, clock=None, window_s=5,
+    def __init__(self, plan, key, journal, client, source, clock=None, window_s=5,
                  heartbeat_every=2, reset_cause=0, max_samples=MAX_SAMPLES, log=None):
         if window_s <= 0 or heartbeat_every < 1:
             raise ValueError("window_s > 0 and heartbeat_every >= 1 expected")
-        if cfg.pointmap.protocol != "c37118":
+        if plan["protocol"] != "c37118":
             raise ValueError("this application reads C37.118 point maps; the map is %s"
-                             % cfg.pointmap.protocol)
+                             % plan["protocol"])
         if clock is None:
             from .clock import Clock
 
             clock = Clock()
-        self.cfg = cfg
+        self.device = plan["device"]
+        self.segment = plan["segment"]
         self.key = key
         self.journal = journal
         self.client = client
@@ -56,29 +79,28 @@ class App:
         self.heartbeat_every = heartbeat_every
         self.reset_cause = reset_cause
         self.log = log or (lambda msg: None)
-        dev_hex = "".join("%02x" % b for b in cfg.device)
-        self.topic_tx = wire.TOPIC_TX % (cfg.segment, dev_hex)
-        self.topic_ack = wire.TOPIC_ACK % (cfg.segment, dev_hex)
-        self.node_keys = cfg.node_keys()
+        dev_hex = "".join("%02x" % b for b in self.device)
+        self.topic_tx = wire.TOPIC_TX % (self.segment, dev_hex)
+        self.topic_ack = wire.TOPIC_ACK % (self.segment, dev_hex)
+        self.node_keys = plan["node_keys"]
         from .cose import envelope_header
 
-        self._protected = envelope_header(cfg.device)
-        pm = cfg.pointmap
-        self.idcode = pm.source["idcode"]
-        # per point: [id, order, kind, index, point, alarm state]
-        self.points = []
-        for p in pm.points:
-            rd = p.read
-            self.points.append([p.id, p.order, rd["kind"], rd.get("index", 0), p, None])
-        # window buffers, allocated once: times, one value column per point, quality
+        self._protected = envelope_header(self.device)
+        self.idcode = plan["source"]["idcode"]
+        self.points = plan["points"]
+        # window buffers: typed, sized from the source's frame rate when its
+        # configuration frame arrives (``_size_window``), at most max_samples
         self.max_samples = max_samples
-        self.times = [0] * max_samples
-        self.cols = [[0] * max_samples for _ in self.points]
-        self.quality = [0] * max_samples
+        self.cap = 0
+        self.t0 = 0  # source time of the window's first sample; times[] are offsets from it
+        self.times = None
+        self.cols = None
+        self.quality = None
+        self.q_any = False
         self.n = 0
         self.gaps = []
         self.period_us = 0
-        self.overflow = 0  # samples dropped: the window was full
+        self.overflow = 0  # windows closed early: the buffer was full
         self.events = []  # event bodies waiting for the batcher (at most MAX_EVENTS)
         self.events_dropped = 0
         self.acks = []  # ack or NACK payloads waiting for checking (at most MAX_ACKS)
@@ -86,13 +108,35 @@ class App:
         self.sent_through = -1  # highest seq handed to the uplink
         self.stats = {"readings": 0, "events": 0, "heartbeats": 0, "frames": 0, "freed": 0,
                       "acks": 0, "bad_acks": 0, "nacks": 0, "appended": 0, "first_seq": None,
-                      "last_seq": None, "min_free_heap": None}
+                      "last_seq": None, "min_free_heap": None, "window_samples": 0}
         self._flush = asyncio.Event()  # an event: close the window now
         self._new = asyncio.Event()  # a new record or an ack for the uplink
         self._ack_ev = asyncio.Event()
+        self._rx = bytearray(RX_BYTES)  # the source's bytes are read into this, not new objects
+        self._rxv = memoryview(self._rx)
         self._running = True
         self._last_stat = None
         self._lost = False
+
+    def _size_window(self, period_us):
+        """Buffers for one window at this frame period, with a quarter to spare.
+
+        Allocated once per rate (a reconnect at the same rate keeps them):
+        one array('i') per point and for the times, one byte of quality per sample.
+        """
+        n = self.window_ms * 1000 // max(period_us, 1)
+        n = min(self.max_samples, max(8, n + n // 4 + 2))
+        if n == self.cap:
+            return
+        if self.n:
+            self.close_window()
+        self.times = self.cols = self.quality = None
+        gc.collect()
+        self.times = array("i", bytes(4 * n))
+        self.cols = [array("i", bytes(4 * n)) for _ in self.points]
+        self.quality = bytearray(n)
+        self.cap = n
+        self.stats["window_samples"] = n
 
     # -- sampler ----------------------------------------------------------------
 
@@ -127,44 +171,57 @@ class App:
 
     def sample(self, cfg, frame):
         """Keep one data frame: its time, every point at the map's resolution; alarms as events."""
-        pm = self.cfg.pointmap
         t = frame.time_us(cfg.time_base)
         pc = cfg.pmus[0]
         data = frame.pmus[0]
         self.stats["frames"] += 1
+        if self.cap == 0:
+            self._size_window(self.period_us)
         i = self.n
-        if i >= self.max_samples:
+        if i and not -_OFFSET_MAX < t - self.t0 < _OFFSET_MAX:
+            self.close_window()  # the offset would not fit the window's array('i')
+            i = 0
+        if i >= self.cap:
+            # a full window closes at once: no sample is dropped
             self.overflow += 1
-            self._flush.set()
-            return
-        if i and self.period_us:
-            missed = (t - self.times[i - 1] + self.period_us // 2) // self.period_us - 1
+            self.close_window()
+            i = 0
+        if i == 0:
+            self.t0 = t
+        elif self.period_us:
+            missed = (t - self.t0 - self.times[i - 1] + self.period_us // 2) // self.period_us - 1
             if missed > 0:
                 self.gaps.append((i, missed))
-        self.times[i] = t
+        self.times[i] = t - self.t0
         stat = data.stat
         q = wire.Q_GOOD
         if stat & _STAT_ERROR:
             q |= wire.Q_INVALID
         if stat & _STAT_UNSYNC:
             q |= wire.Q_TIME_UNLOCKED
-        self.quality[i] = q
         for j in range(len(self.points)):
             pt = self.points[j]
-            x = self._value(pc, data, pt[2], pt[3])
-            v = pm.quantize(pt[4], x)
+            x = self._value(pc, data, pt[P_KIND], pt[P_INDEX])
+            v, bad = quantize(pt[P_RES], x)
+            if bad:
+                q |= bad
             self.cols[j][i] = v
-            state = pm.alarm_state(pt[4], x)
-            if state != pt[5]:
+            if bad & wire.Q_INVALID:
+                continue  # no alarm from a value that is not a number
+            state = alarm_state(pt, x)
+            if state != pt[P_STATE]:
                 if state == "high":
-                    self._event(wire.EV_ALARM_HIGH, wire.SEV_ALARM, pt[0], v,
-                                pm.quantize(pt[4], pt[4].alarm_high), t)
+                    self._event(wire.EV_ALARM_HIGH, wire.SEV_ALARM, pt[P_ID], v,
+                                quantize(pt[P_RES], pt[P_HIGH])[0], t)
                 elif state == "low":
-                    self._event(wire.EV_ALARM_LOW, wire.SEV_ALARM, pt[0], v,
-                                pm.quantize(pt[4], pt[4].alarm_low), t)
+                    self._event(wire.EV_ALARM_LOW, wire.SEV_ALARM, pt[P_ID], v,
+                                quantize(pt[P_RES], pt[P_LOW])[0], t)
                 else:
-                    self._event(wire.EV_ALARM_CLEAR, wire.SEV_INFO, pt[0], v, None, t)
-                pt[5] = state
+                    self._event(wire.EV_ALARM_CLEAR, wire.SEV_INFO, pt[P_ID], v, None, t)
+                pt[P_STATE] = state
+        self.quality[i] = q
+        if q:
+            self.q_any = True
         self.n = i + 1
         masked = stat & 0xFFFF
         if self._last_stat is not None and masked != self._last_stat:
@@ -178,10 +235,6 @@ class App:
             self._event(wire.EV_COMM_LOSS, wire.SEV_ALARM, None, None, None, self.clock.now_us())
 
     async def sampler(self):
-        from lightnode.drivers.c37118 import client as c37
-        from lightnode.drivers.c37118 import frames
-        from lightnode.drivers.c37118.errors import RemoteProtocolError
-
         host, port = self.source
         while self._running:
             try:
@@ -197,14 +250,14 @@ class App:
                 await w.drain()
                 while self._running:
                     try:
-                        data = await asyncio.wait_for_ms(r.read(512), LOSS_MS)
+                        k = await asyncio.wait_for_ms(r.readinto(self._rx), LOSS_MS)
                     except asyncio.TimeoutError:
                         self._lose("no frame for %d ms" % LOSS_MS)
                         break
-                    if not data:
+                    if not k:
                         self._lose("closed by the source")
                         break
-                    mv = memoryview(data)
+                    mv = self._rxv[:k]
                     off = 0
                     while True:
                         if off < len(mv):
@@ -224,6 +277,7 @@ class App:
                                 self.period_us = 1000000 // cfg.data_rate
                             else:
                                 self.period_us = -cfg.data_rate * 1000000
+                            self._size_window(self.period_us)
                             w.write(s.command(c37.CMD_DATA_ON))
                             await w.drain()
                         elif isinstance(ev, frames.DataFrame) and cfg is not None:
@@ -258,7 +312,7 @@ class App:
 
     def _append(self, seq, kind, body):
         j = self.journal
-        data, tx_id = txn.make(self.key, self.cfg.device, self.cfg.segment, seq, j.prev,
+        data, tx_id = txn.make(self.key, self.device, self.segment, seq, j.prev,
                                self.clock.stamp(), kind, body, self._protected)
         j.append(seq, tx_id, data)
         data = None
@@ -275,18 +329,28 @@ class App:
             self.stats["events"] += 1
         n = self.n
         if n:
-            pts = [(pt[0], pt[1], self.cols[j][:n]) for j, pt in enumerate(self.points)]
-            q = self.quality[:n] if any(self.quality[:n]) else None
-            body = [readings.series_cbor(self.times[:n], self.period_us or 1, pts, q,
-                                         self.gaps or None)]
-            pts = None
+            # memoryviews of the window's arrays: encoded in place, nothing copied
+            pts = [(pt[P_ID], pt[P_ORDER], memoryview(self.cols[j])[:n])
+                   for j, pt in enumerate(self.points)]
+            q = memoryview(self.quality)[:n] if self.q_any else None
+            body = [readings.series_cbor(memoryview(self.times)[:n], self.period_us or 1, pts, q,
+                                         self.gaps or None, t0=self.t0)]
+            pts = q = None
             self.n = 0
+            self.q_any = False
             self.gaps = []
             gc.collect()
             self._sign(wire.KIND_READINGS, body)
             self.stats["readings"] += 1
         self.journal.sync()
         self._new.set()
+
+    def _heap_mark(self, what):
+        # the most heap in use seen at this point of the loop, for the run's counters
+        key = "heap_" + what
+        used = gc.mem_alloc()
+        if used > self.stats.get(key, 0):
+            self.stats[key] = used
 
     def heartbeat(self):
         free = gc.mem_free()
@@ -316,7 +380,9 @@ class App:
             self._flush.clear()
             if not self._running:
                 break
+            self._heap_mark("before_gc")
             gc.collect()
+            self._heap_mark("live")
             self.close_window()
             windows += 1
             if windows % self.heartbeat_every == 0:
@@ -339,8 +405,8 @@ class App:
         while self.acks:
             data = self.acks.pop(0)
             try:
-                freed = self.journal.free_through(data, self.node_keys, self.cfg.device,
-                                                  self.cfg.segment)
+                freed = self.journal.free_through(data, self.node_keys, self.device,
+                                                  self.segment)
                 self.stats["acks"] += 1
                 self.stats["freed"] += freed
                 continue
@@ -350,7 +416,7 @@ class App:
                     self.log("ack refused: %s" % e)
                     continue
             try:
-                n = ack.check_nack(data, self.node_keys, self.cfg.device)
+                n = ack.check_nack(data, self.node_keys, self.device)
             except ack.AckError as e:
                 self.stats["bad_acks"] += 1
                 self.log("NACK refused: %s" % e)
@@ -439,4 +505,3 @@ def reset_cause():
         return machine.reset_cause()
     except (ImportError, AttributeError):
         return 0
-

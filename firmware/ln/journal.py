@@ -85,8 +85,10 @@ class Journal:
 
         ``quota_bytes`` bounds the pending segments, ``ring_bytes`` (a
         quarter of the quota unless given) the retention ring. ``buf``, a
-        bytearray of ``wire.MAX_TX_BYTES``, is the record buffer if the
-        caller shares one (the uplink's); else one is allocated here.
+        bytearray of at least ``_COPY`` bytes, is the record buffer if the
+        caller shares one; else one of ``wire.MAX_TX_BYTES`` is allocated
+        here. A record longer than ``buf`` is read into a buffer of its own
+        (a small board keeps a buffer for the usual record, not the largest).
         """
         if reserve < 1 or segment_bytes < HEADER_BYTES + 1 or quota_bytes < segment_bytes:
             raise ValueError("reserve, segment_bytes or quota_bytes out of range")
@@ -100,8 +102,8 @@ class Journal:
         self._hv = memoryview(self._hdr)
         if buf is None:
             buf = bytearray(wire.MAX_TX_BYTES)
-        elif len(buf) < wire.MAX_TX_BYTES:
-            raise ValueError("a record buffer of %d bytes" % wire.MAX_TX_BYTES)
+        elif len(buf) < _COPY:
+            raise ValueError("a record buffer of at least %d bytes" % _COPY)
         self._buf = buf
         self._bv = memoryview(self._buf)
         self._state = bytearray(STATE_BYTES)
@@ -162,9 +164,10 @@ class Journal:
         return n, crc, seq
 
     def _read_body(self, f, n):
-        if f.readinto(self._bv[:n]) != n:
+        mv = self._bv[:n] if n <= len(self._bv) else memoryview(bytearray(n))
+        if f.readinto(mv) != n:
             return None
-        return self._bv[:n]
+        return mv
 
     def _scan(self, name, after):
         """(good bytes, records, first seq, last seq, last id) of file ``name``; records must pass ``after``."""

@@ -368,6 +368,8 @@ def install_config(root=None):
     switches the board over. Maps no config names any more are removed.
     Returns a summary without the password.
     """
+    from . import points  # before the map's parse fragments the heap
+
     d = _dir(root)
     try:
         cfg = _load(root, CONFIG_FILE + TMP)
@@ -379,6 +381,8 @@ def install_config(root=None):
     for name in os.listdir(d):
         if name.startswith("map-") and name != keep:
             _remove(d + "/" + name)
+    # what the application keeps of this config, so its boots skip the map's parser
+    points.save_plan(d, points.plan(cfg))
     return {"device": _hex(cfg.device), "segment": cfg.segment,
             "pointmap": cfg.pointmap.digest(), "nodes": sum(len(v) for v in cfg.nodes.values())}
 

@@ -22,6 +22,8 @@ decimated point is ``[id, order, mins, maxs, means]`` plus its own
 quality as a sixth entry, the order applying to each list alike.
 """
 
+from array import array
+
 from . import cbor, wire
 from .errors import TxError
 
@@ -59,11 +61,16 @@ def quality_runs(quality):
 
 
 def _ints(name, xs, n):
-    if not isinstance(xs, (list, tuple)) or len(xs) != n:
-        raise TypeError("%s must be a list of %d integers" % (name, n))
-    for x in xs:
-        if type(x) is not int:
-            raise TypeError("%s must be a list of %d integers" % (name, n))
+    if isinstance(xs, (list, tuple)):
+        if len(xs) == n:
+            for x in xs:
+                if type(x) is not int:
+                    break
+            else:
+                return
+    elif isinstance(xs, (memoryview, bytearray, bytes, array)) and len(xs) == n:
+        return  # typed storage holds integers only (a board's window buffers)
+    raise TypeError("%s must be a list of %d integers" % (name, n))
 
 
 def _quality_bits(name, q):
@@ -72,7 +79,7 @@ def _quality_bits(name, q):
             raise ValueError("%s: quality %d has bits outside %d" % (name, x, wire.Q_ALL))
 
 
-def _check_raw(times, period, points, quality, gaps):
+def _check_raw(times, period, points, quality, gaps, t0=0):
     """The caller's raw series, as the spec can carry it; returns the quality list."""
     n = len(times)
     if n < 1:
@@ -83,9 +90,9 @@ def _check_raw(times, period, points, quality, gaps):
     if type(period) is not int or not 0 <= period <= _INT_MAX:
         raise ValueError("period must be an unsigned integer")
     for t in times:
-        if not 0 <= t <= _INT_MAX:
+        if not 0 <= t + t0 <= _INT_MAX:
             raise ValueError("times must be unsigned integers (us since 1970)")
-    if not quality:
+    if quality is None or not len(quality):
         quality = [wire.Q_GOOD] * n
     _ints("quality", quality, n)
     _quality_bits("series", quality)
@@ -183,20 +190,22 @@ def _put_runs(out, runs):
         cbor.put_int(out, q)
 
 
-def series_cbor(times, period, points, quality=None, gaps=None):
+def series_cbor(times, period, points, quality=None, gaps=None, t0=0):
     """``series`` already encoded, as a ``cbor.Raw`` for a readings body: the same bytes.
 
     The differences are computed while writing, so no list per point is
     made: on a board the heap holds the samples and the output only.
-    ``values`` may be any sequence of ints (a tuple from ``struct``, an
-    ``array``).
+    ``times``, ``values`` and ``quality`` may be lists, tuples, or typed
+    storage (an ``array``, a ``bytearray``, a ``memoryview`` of one);
+    ``t0`` is added to every time, so ``times`` may be offsets that fit
+    an ``array('i')``.
     """
-    quality = _check_raw(times, period, points, quality, gaps)
+    quality = _check_raw(times, period, points, quality, gaps, t0)
     n = len(times)
     out = bytearray()
     cbor.head(out, 5, 6 if gaps else 5)
     out.append(wire.S_T0)
-    cbor.put_int(out, times[0])
+    cbor.put_int(out, times[0] + t0)
     out.append(wire.S_PERIOD)
     cbor.put_int(out, period)
     out.append(wire.S_DT)

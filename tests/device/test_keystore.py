@@ -195,7 +195,8 @@ def test_install_and_load_config():
         b.write("map-0000000000000000.json", MAP.encode())  # an earlier map, no longer named
         summary = _provision(b, _config(dev))
         assert summary == {"device": dev, "segment": "feeder-7", "pointmap": _digest(), "nodes": 2}
-        assert b.names() == ["config.json", "identity.json", "key.bin", keystore.map_file(_digest())]
+        assert b.names() == ["config.json", "identity.json", "key.bin", keystore.map_file(_digest()),
+                            "plan.json"]
         cfg = keystore.load_config(b.root)
         assert _hex(cfg.device) == dev and cfg.segment == "feeder-7"
         assert (cfg.broker_scheme, cfg.broker_host, cfg.broker_port) == ("mqtts", "broker.grid.example", 8883)
@@ -209,6 +210,16 @@ def test_install_and_load_config():
         kid = hashlib.sha256(key).digest()[:8]
         assert cfg.node_keys() == {kid: (key, ("ack", "checkpoint"))}
         assert PASSWORD not in repr(cfg)
+        # the plan the application boots from: the same values, tied to these files
+        from ln import points
+
+        d = b.root + keystore.DIR
+        plan = points.load_plan(d)
+        assert plan is not None and plan["device"] == cfg.device and plan["segment"] == "feeder-7"
+        assert plan["node_keys"] == cfg.node_keys() and len(plan["points"]) == 1
+        assert plan["broker"] == ("broker.grid.example", 8883, True, dev, PASSWORD)
+        b.write("config.json", b.read("config.json") + b" ")
+        assert points.load_plan(d) is None  # the config changed: check it in full again
 
 
 def test_refused_config_is_not_installed():
