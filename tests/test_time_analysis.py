@@ -443,3 +443,50 @@ def _until(cond, timeout):
             return False
         time.sleep(0.05)
     return True
+
+
+def test_the_node_commits_an_operator_action_and_flags_an_odd_hour(tmp_path):
+    """An operator action on the segment's tx topic goes through Ingest to the operator chain;
+    one signed at 03:35 in the segment's time zone is flagged, one at 10:15 is not, a repeat
+    is one action, and an unregistered operator's is refused as a stranger's."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from _node_support import ACK_SEED, CP_SEED, node_kids
+    from lightnode.ledger.chain import Ledger
+    from lightnode.node.ingest import Ingest
+
+    tz = "Europe/Kyiv"
+    reg = make_registry(tmp_path / "reg.db", [])
+    admin = reg.as_operator("admin", b"\xad" * 32)
+    op_seed = b"\x44" * 32
+    reg.add_operator("dispatcher", "operator", keys.public_key(op_seed), admin)
+    kids = node_kids()
+    store = open_store(str(tmp_path / "l.db"))
+    ledger = Ledger(store, CP_SEED, kids["checkpoint"])
+    ingest = Ingest(ledger, reg, SEGMENT, ACK_SEED, kids["ack"],
+                    analyzer=Analyzer(SEGMENT, AnalysisConfig(timezone=tz, bracket_tolerance_us=
+                                                              10 ** 15)))
+    topic = spec.TOPIC_TX % (SEGMENT, registry.operator_id("dispatcher").hex())
+    prev = bytes(32)
+    verdicts = []
+    for seq, local in enumerate(("03:35", "10:15")):
+        when = dt.datetime.fromisoformat("2015-12-23T%s:00" % local).replace(tzinfo=ZoneInfo(tz))
+        data = registry.operator_action(op_seed, "dispatcher", SEGMENT, seq, prev,
+                                        int(when.timestamp() * 1e6), "control", b"\x01" * 8,
+                                        {"breaker": "open"})
+        prev = wire.decode(data).id
+        verdicts.append(ingest.receive(topic, data, seq).status)
+    verdicts.append(ingest.receive(topic, data, 9).status)
+    stranger = registry.operator_action(b"\x55" * 32, "mallory", SEGMENT, 0, bytes(32),
+                                        T0, "control", b"\x01" * 8)
+    mallory = spec.TOPIC_TX % (SEGMENT, registry.operator_id("mallory").hex())
+    verdicts.append(ingest.receive(mallory, stranger, 10).status)
+    ingest.flush()
+    assert verdicts == ["added", "added", "duplicate", "unknown-device"]
+    assert len(list(store.entries(chain="operator"))) == 2
+    odd = store.flags(kind=FLAG_OPERATOR_ODD_HOUR)
+    assert [(f.chain, f.index, f.seq) for f in odd] == [("operator", 0, 0)]
+    assert "03:35 Europe/Kyiv" in odd[0].detail
+    assert sorted(ingest.settled()) == [0, 1, 9, 10]
+    store.close()

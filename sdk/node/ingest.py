@@ -262,7 +262,11 @@ class Ingest:
                         "topic %s, payload %s on %s" % (topic, tx.device_id.hex(), tx.segment),
                         tx,
                     )
-                if tx.kind == spec.KIND_OPERATOR and self.registry.device(tx.device_id) is None:
+                if (
+                    tx.kind == spec.KIND_OPERATOR
+                    and self.registry.device(tx.device_id) is None
+                    and self.registry.operator_by_id(tx.device_id) is not None
+                ):  # a stranger's kind 3 is refused below as any stranger's, at one counter's cost
                     cpu["verify"] += tc() - t1
                     out.append(self._operator(tx, data, token))
                     continue
@@ -425,8 +429,14 @@ class Ingest:
         seen.add(tx.id)
         self.stats.added += 1
         now = self.clock()
-        self.ledger.cut(operators.OPERATOR_CHAIN)  # an action is evidence at once, not in 5 s
+        signed = self.ledger.cut(operators.OPERATOR_CHAIN)  # evidence at once, not in a block age
         head = self.ledger.chain(operators.OPERATOR_CHAIN).head
+        if signed is not None and self.producer is not None:  # the witnesses cosign it too
+            self.stats.blocks += 1
+            try:
+                self.producer.on_block(signed.raw, head)
+            except Exception:  # the producer's trouble must not stop ingest
+                log.exception("producer.on_block")
         if self.analyzer is not None:
             try:
                 flags = self.analyzer.operator_action(op.name, tx, index, now, now)
