@@ -50,6 +50,7 @@ SEND_AHEAD = 2  # records read from the journal per uplink pass (copies: heap)
 RX_BYTES = 512  # read from the source at a time
 LOSS_MS = 3000  # no frame this long: the source is lost
 RETRY_MS = 1000  # before connecting to the source again
+RESEND_POLL_MS = 1000  # an idle uplink looks this often for a new MQTT session
 
 # C37.118 STAT bits
 _STAT_ERROR = 0xC000  # data error: anything but 00 is not good data
@@ -105,7 +106,8 @@ class App:
         self.events_dropped = 0
         self.acks = []  # ack or NACK payloads waiting for checking (at most MAX_ACKS)
         self.set_aside = {}  # seq -> NACK reason: never sent again
-        self.sent_through = -1  # highest seq handed to the uplink
+        self.sent_through = -1  # highest seq handed to the uplink on this MQTT session
+        self._session = 0  # the client's session count when sent_through was last reset
         self.stats = {"readings": 0, "events": 0, "heartbeats": 0, "frames": 0, "freed": 0,
                       "acks": 0, "bad_acks": 0, "nacks": 0, "appended": 0, "first_seq": None,
                       "last_seq": None, "min_free_heap": None, "window_samples": 0}
@@ -445,13 +447,30 @@ class App:
             g.close()
         return out
 
+    def _check_session(self):
+        # a new MQTT session: what the last one carried may have died with the broker
+        # (PUBACKed, never delivered), so every record still pending goes out again. The
+        # first session carries nothing lost: the client's window sends what it holds.
+        # Records in that window at a reconnect go twice; the node takes a repeat as one.
+        k = self.client.sessions
+        if k != self._session:
+            if self._session:
+                self.sent_through = -1
+                self.stats["republishes"] = self.stats.get("republishes", 0) + 1
+            self._session = k
+
     async def uplink(self):
         while True:
+            self._check_session()
             recs = self._next_records()
             if not recs:
                 if not self._running:
                     break
-                await self._new.wait()
+                try:
+                    # woken by a new record, or soon enough to notice a new session
+                    await asyncio.wait_for_ms(self._new.wait(), RESEND_POLL_MS)
+                except asyncio.TimeoutError:
+                    pass
                 self._new.clear()
                 continue
             for seq, data in recs:
