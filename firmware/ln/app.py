@@ -303,8 +303,10 @@ class App:
     def _sign(self, kind, body):
         j = self.journal
         seq, skipped = j.reserve_seq()
-        if skipped > 0 and kind != wire.KIND_EVENT:
-            # the reboot's skip is recorded first, under the number just reserved
+        if skipped > 0:
+            # every skip is recorded, before whatever comes first (an event too), as its own
+            # event under the number just reserved: the skip event at s with value k covers
+            # s-k .. s-1, and the node's cumulative acks rely on it (docs/journal.md)
             self._append(seq, wire.KIND_EVENT,
                          {wire.E_TYPE: wire.EV_SEQ_SKIP, wire.E_SEVERITY: wire.SEV_WARNING,
                           wire.E_VALUE: skipped, wire.E_TIME: self.clock.now_us()})
