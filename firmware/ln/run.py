@@ -21,7 +21,7 @@ import sys
 
 APP_FILE = "app.json"
 JOURNAL_DIR = "journal"
-JOURNAL_QUOTA = 400000  # bytes of pending records; the ring gets a quarter more
+JOURNAL_QUOTA = 196608  # without a board.json: the smallest board's (pico_w); the ring a quarter more
 DEFAULT_WINDOW_S = 5
 DEFAULT_HEARTBEAT_EVERY = 2
 READ_BUF = 4096  # the journal's record buffer: a usual record; a longer one gets its own
@@ -93,6 +93,19 @@ def _client(plan):
                        keepalive=30, window=MQTT_WINDOW)
 
 
+def _quota(plan):
+    """Bytes of pending records: app.json's "journal_quota_bytes" (tests), else the board's
+    board.json (put at its root by flashing), else JOURNAL_QUOTA (a unix board has none)."""
+    q = plan["app"].get("journal_quota_bytes")
+    if q:
+        return int(q)
+    try:
+        with open(plan["root"] + "/board.json") as f:
+            return int(json.loads(f.read())["journal_quota_bytes"])
+    except (OSError, ValueError, KeyError):
+        return JOURNAL_QUOTA
+
+
 def _start(plan, rec_buf, client, log):
     """The application, made from the plan: journal, sampler, batcher, uplink."""
     from ln import app, journal
@@ -100,7 +113,7 @@ def _start(plan, rec_buf, client, log):
     s = plan["app"]
     jdir = plan["dir"] + "/" + JOURNAL_DIR
     _ensure_dir(jdir)
-    j = journal.Journal(jdir, JOURNAL_QUOTA, buf=rec_buf)
+    j = journal.Journal(jdir, _quota(plan), buf=rec_buf)
     source = plan["app_source"]
     a = app.App(plan, plan["key"], j, client, source, window_s=plan["window_s"],
                 heartbeat_every=s.get("heartbeat_every", DEFAULT_HEARTBEAT_EVERY),
