@@ -65,6 +65,9 @@ FLAG_OPERATOR_ODD_HOUR = "operator-odd-hour"  # an operator action outside the o
 TIME_FLAGS = (FLAG_ANGLE_DRIFT, FLAG_TIME_STEP, FLAG_CLOCK_BRACKET)
 ANALYSIS_FLAGS = TIME_FLAGS + (FLAG_OPERATOR_ODD_HOUR,)
 
+# An entry so flagged may have a hole below it; one without has its seq - 1 committed before it.
+_BREAK = "(flags & %d) != 0" % (FLAG_GAP | FLAG_LATE)
+
 REJECTION_WINDOW_US = 3_600_000_000  # rejections are counted per source, reason and hour
 
 
@@ -162,6 +165,8 @@ _SCHEMA = [
         UNIQUE (chain, device, seq))""",
     "CREATE INDEX IF NOT EXISTS entries_device_time ON entries (device, device_time_us)",
     "CREATE INDEX IF NOT EXISTS entries_received ON entries (received_us)",
+    # the entries that follow a hole in a device's sequence: few, so finding them costs little
+    "CREATE INDEX IF NOT EXISTS entries_breaks ON entries (chain, device, seq) WHERE %s" % _BREAK,
     """CREATE TABLE IF NOT EXISTS flags (
         id {serial},
         kind TEXT NOT NULL,
@@ -509,6 +514,29 @@ class Store:
             (chain, device),
         )
         return None if r is None else _entry(r)
+
+    def seq_breaks(
+        self, chain: str, device: bytes, after: int, end: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        """(seq, kind) of the device's entries flagged gap or late, seq > ``after``, index < ``end``, by seq."""
+        rows = self._all(
+            "SELECT seq, kind FROM entries WHERE chain = ? AND device = ? AND %s"
+            " AND seq > ? AND idx < ? ORDER BY seq LIMIT %d" % (_BREAK, int(limit)),
+            (chain, device, after, end),
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
+    def seq_edge(
+        self, chain: str, device: bytes, end: int, below: int | None = None, lowest: bool = False
+    ) -> int | None:
+        """The device's highest committed seq (below ``below``; or its lowest) among entries with index < ``end``."""
+        q = "SELECT seq FROM entries WHERE chain = ? AND device = ? AND idx < ?"
+        args: list[Any] = [chain, device, end]
+        if below is not None:
+            q += " AND seq < ?"
+            args.append(below)
+        r = self._one(q + " ORDER BY seq %s LIMIT 1" % ("" if lowest else "DESC"), args)
+        return None if r is None else int(r[0])
 
     def entries(
         self,

@@ -6,9 +6,11 @@ proof from the block before, and its entries' bytes, in chunks of at most
 ``chunk_bytes``) on ``ln/<segment>/block``. Witnesses answer on
 ``ln/<segment>/cosig``; the node routes those to ``on_cosig``. When a
 block turns final (the producer and one witness), every device in it gets
-one cumulative ack on ``ln/<segment>/<device>/ack``. A redelivered
-transaction already in a final block is acked again, with the same bytes
-(``reack``). A witness that missed blocks (stopped, restarted) is sent
+one cumulative ack on ``ln/<segment>/<device>/ack``, for the highest
+sequence number below which the ledger holds every number or the device
+said it skipped it (an ``EV_SEQ_SKIP`` event); nothing when that has not
+moved. A redelivered transaction already in a final block is acked again
+(``reack``), by the same rule. A witness that missed blocks (stopped, restarted) is sent
 them again, oldest first, with a backoff while it stays silent.
 
     p = Producer(ledger, transport, "seg-1", ack_seed, ack_kid)
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +38,7 @@ from lightnode.firmware.ln import wire as spec
 from lightnode.ledger import checkpoint as cp
 from lightnode.ledger.chain import Ledger
 from lightnode.ledger.errors import CheckpointError, LedgerError
-from lightnode.ledger.store import Block, Entry
+from lightnode.ledger.store import FLAG_LATE, Block, Entry
 from lightnode.node import acks
 
 __all__ = ["BlockMessage", "Producer", "block_messages", "decode_block_message"]
@@ -50,6 +52,8 @@ CHUNK_BYTES = 256 * 1024  # under the node transport's packet limit, with room f
 MAX_CHUNKS = 4096
 CATCHUP_BLOCKS = 4  # blocks sent again to a lagging witness per cut
 CATCHUP_BACKOFF_MAX = 16  # cuts between tries, at most, while it stays silent
+BREAKS_PER_LOOK = 256  # entries after holes examined per look at a device's watermark
+BREAKS_PAGE = 64
 
 
 class Transport(Protocol):
@@ -181,6 +185,9 @@ class Producer:
         self.chunk_bytes = chunk_bytes
         self.lock = lock if lock is not None else threading.RLock()
         self._acks: dict[bytes, tuple[int, bytes]] = {}  # device -> (seq, ack bytes): re-acks
+        # device -> (through, end): every seq <= through is an entry of index < end, or one
+        # the device said it skipped; made again from the store after a restart
+        self._marks: dict[bytes, tuple[int, int]] = {}
         self._lag: dict[bytes, _Lag] = {}
         self._sizes: dict[str, dict[int, int]] = {}
         self.sent_blocks = 0
@@ -292,8 +299,92 @@ class Producer:
         if cp.chain_kind(b.chain) != cp.KIND_SEGMENT:
             return
         _, entries = self._entries(b)
-        for e in _highest_per_device(entries).values():
-            self._ack(b, e, cache=True)
+        mine: dict[bytes, list[Entry]] = {}
+        for e in entries:
+            if e.device is not None and e.seq is not None:
+                mine.setdefault(e.device, []).append(e)
+        for dev, es in mine.items():
+            through, _ = self._through(dev, b.size, es)
+            self._ack_through(b, dev, through, es)
+
+    def _ack_through(
+        self, b: Block, dev: bytes, through: int, near: Sequence[Entry] = ()
+    ) -> bytes | None:
+        """Ack the device's entry at ``through`` with final block ``b``, unless it is acked already."""
+        held = self._acks.get(dev)
+        if through < 0 or (held is not None and held[0] >= through):
+            return None
+        e = next((x for x in near if x.seq == through), None)
+        if e is None:  # in an earlier block: its proof against b's size holds all the same
+            e = self.store.entry_by_seq(b.chain, dev, through)
+        if e is None or e.index >= b.size:
+            return None
+        return self._ack(b, e, cache=True)
+
+    # -- what an ack may cover --------------------------------------------------------
+    #
+    # A device frees every record up to the acked seq, so an ack must never pass a number
+    # the ledger lacks (a record lost on the way is still only on the device) unless the
+    # device said it never used it: a reboot skips reserved numbers, and the first record
+    # after it is an EV_SEQ_SKIP event at s with value k, for s-k .. s-1.
+
+    def _through(self, dev: bytes, end: int, mine: Sequence[Entry] = ()) -> tuple[int, int]:
+        """(through, end): the device's watermark over entries of index < ``end`` (at least)."""
+        held = self._marks.get(dev)
+        if held is not None and held[1] >= end:
+            return held
+        t = -1 if held is None else held[0]
+        if held is not None and mine:
+            # the usual case: this block's entries go on from the watermark, none late
+            walk, late = True, False
+            for e in sorted(mine, key=lambda x: x.seq or 0):
+                late = late or bool(e.flags & FLAG_LATE)
+                if not walk or e.seq is None or e.seq <= t:
+                    continue
+                if e.seq == t + 1 or _skipped_below(e, t + 1):
+                    t = e.seq
+                else:
+                    walk = False
+            if walk and not late:
+                self._marks[dev] = (t, end)
+                return t, end
+        t = self._look(dev, t, end)
+        self._marks[dev] = (t, end)
+        return t, end
+
+    def _look(self, dev: bytes, t: int, end: int) -> int:
+        """The watermark from ``t`` on, from the store: only entries after a hole are looked at.
+
+        An entry without the gap or late flag was committed right after its
+        seq - 1, so a hole lies below a flagged entry or below the device's
+        first (bounded work: ``BREAKS_PER_LOOK``; the rest at the next look).
+        """
+        store, chain = self.store, self.chain
+        if t < 0:
+            low = store.seq_edge(chain, dev, end, lowest=True)
+            if low is None or (low > 0 and not self._skipped_below(dev, low, 0)):
+                return -1
+            t = low
+        looked = 0
+        while looked < BREAKS_PER_LOOK:
+            rows = store.seq_breaks(chain, dev, t, end, BREAKS_PAGE)
+            for s, kind in rows:
+                looked += 1
+                p = store.seq_edge(chain, dev, end, below=s)
+                p = -1 if p is None else p
+                if p < s - 1 and not (
+                    kind == spec.KIND_EVENT and self._skipped_below(dev, s, p + 1)
+                ):
+                    return p  # p+1 .. s-1: neither in the ledger nor said skipped
+                t = s
+            if len(rows) < BREAKS_PAGE:
+                top = store.seq_edge(chain, dev, end)
+                return t if top is None else max(t, top)
+        return t
+
+    def _skipped_below(self, dev: bytes, seq: int, low: int) -> bool:
+        e = self.store.entry_by_seq(self.chain, dev, seq)
+        return e is not None and _skipped_below(e, low)
 
     def _ack(self, b: Block, e: Entry, cache: bool) -> bytes:
         assert e.device is not None and e.seq is not None and e.tx_id is not None
@@ -320,35 +411,40 @@ class Producer:
         return data
 
     def reack(self, device_id: bytes, seq: int) -> bool:
-        """Ack again a redelivered transaction already in a final block; False if its block is not final yet."""
+        """Ack again a redelivered transaction already in a final block; False if its block is not final yet.
+
+        The device's newest ack again, same bytes, if it covers ``seq`` or
+        nothing newer may be acked; else a new ack as far as the watermark.
+        """
         with self.lock:
-            held = self._acks.get(device_id)
-            if held is not None and held[0] >= seq:
-                e0 = self.store.entry_by_seq(self.chain, device_id, seq)
-                if e0 is not None:
-                    self.transport.publish(
-                        spec.TOPIC_ACK % (self.segment, device_id.hex()), held[1], qos=1
-                    )
-                    self.acks_sent += 1
-                    return True
             e = self.store.entry_by_seq(self.chain, device_id, seq)
             if e is None or e.height is None:
                 return False
             b = self._block_at_height(self.chain, e.height)
             if b is None or not b.final:
                 return False
-            _, entries = self._entries(b)
-            top = _highest_per_device(entries)[device_id]
-            self._ack(b, top, cache=True)
-            return True
+            held = self._acks.get(device_id)
+            through, end = self._through(device_id, b.size)
+            if held is not None and held[0] >= min(seq, through):
+                self.transport.publish(
+                    spec.TOPIC_ACK % (self.segment, device_id.hex()), held[1], qos=1
+                )
+                self.acks_sent += 1
+                return True
+            if end > b.size:  # the watermark was made with a later final block
+                b = self.store.block_at_size(self.chain, end) or b
+            return self._ack_through(b, device_id, through) is not None
 
 
-def _highest_per_device(entries: list[Entry]) -> Mapping[bytes, Entry]:
-    out: dict[bytes, Entry] = {}
-    for e in entries:
-        if e.device is None or e.seq is None:
-            continue
-        held = out.get(e.device)
-        if held is None or (held.seq is not None and e.seq > held.seq):
-            out[e.device] = e
-    return out
+def _skipped_below(e: Entry, low: int) -> bool:
+    """True if ``e`` is an EV_SEQ_SKIP event saying every number from ``low`` to its own was skipped."""
+    if e.kind != spec.KIND_EVENT or e.seq is None:
+        return False
+    try:
+        body = wire.decode(e.data).body
+    except WireError:
+        return False
+    if type(body) is not dict or body.get(spec.E_TYPE) != spec.EV_SEQ_SKIP:
+        return False
+    k = body.get(spec.E_VALUE)
+    return type(k) is int and 0 < k <= e.seq and e.seq - k <= low

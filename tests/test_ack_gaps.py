@@ -1,0 +1,247 @@
+"""An ack never frees what the ledger lacks: gaps, late arrivals, declared skips, a node restart.
+
+A device frees every record up to the acked sequence number, so records
+lost on the way (a broker restarted without persistence) must not be
+passed over by an ack for later ones; numbers the device itself said it
+skipped (an EV_SEQ_SKIP event) may be. Run through the real commands: a
+producer and two witnesses (``lightnode node``) over one Mosquitto, a
+device publishing signed transactions, every ack verified against the
+node's and the witnesses' keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _node_support import (
+    SEGMENT,
+    Device,
+    NodeProcess,
+    make_registry,
+    mosquitto,
+    store_url,
+)
+from lightnode import keys, registry
+from lightnode.firmware.ln import wire as spec
+from lightnode.ledger import checkpoint as cp
+from lightnode.node import acks
+from lightnode.node.mqtt import Transport
+
+WITNESS_SEEDS = {"node-b": (b"\x1b" * 32, b"\x2b" * 32), "node-c": (b"\x1c" * 32, b"\x2c" * 32)}
+NODE_KEYS = {
+    registry.key_id(keys.public_key(s)): keys.public_key(s) for s in (b"\x0a" * 32, b"\x0c" * 32)
+}
+WITNESS_KEYS = {
+    registry.key_id(keys.public_key(c)): keys.public_key(c) for c, _ in WITNESS_SEEDS.values()
+}
+QUIET_S = 1.5  # after a block is final, how long its acks may take to arrive
+
+
+class Net:
+    """A producer, two witnesses and a device's view of the broker: what it sends, the acks it gets."""
+
+    def __init__(self, tmp: Path, port: int, urls: dict[str, str], reg_path: Path) -> None:
+        self.tmp, self.port, self.urls, self.reg_path = tmp, port, urls, reg_path
+        self.producer = NodeProcess(tmp, port, urls["p"], reg_path)
+        self.witnesses: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+        self.acks: dict[bytes, list[acks.Ack]] = {}
+        self.final_size = 0
+        self.records: dict[tuple[bytes, int], bytes] = {}
+        self.client = Transport.from_url("mqtt://127.0.0.1:%d" % port, client_id="ack-gaps")
+
+    def start(self, devices: list[Device]) -> None:
+        for name, (cp_seed, ack_seed) in WITNESS_SEEDS.items():
+            key_file = self.tmp / ("%s-keys.json" % name)
+            key_file.write_text(
+                json.dumps({"node": name, "checkpoint": cp_seed.hex(), "ack": ack_seed.hex()})
+            )
+            with open(self.tmp / ("%s.log" % name), "wb") as log:
+                self.witnesses.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", "from lightnode.cli import main; main()", "node",
+                         "--witness", "--segment", SEGMENT,
+                         "--broker", "mqtt://127.0.0.1:%d" % self.port,
+                         "--store", self.urls[name[-1]], "--registry", str(self.reg_path),
+                         "--key-file", str(key_file)],
+                        stdout=log, stderr=subprocess.STDOUT,
+                    )
+                )  # fmt: skip
+        self.start_producer()
+        for d in devices:
+            self.client.subscribe(spec.TOPIC_ACK % (SEGMENT, d.hex), self._on_ack)
+        self.client.subscribe(spec.TOPIC_COSIG % SEGMENT, self._on_cosig)
+        self.client.start()
+        assert self.client.wait_connected(5)
+        time.sleep(1.0)  # the witnesses subscribe
+
+    def start_producer(self) -> None:
+        self.producer.stats_path.unlink(missing_ok=True)  # a restart waits for its own "subscribed"
+        self.producer.start()
+        self.producer.wait_ready()
+
+    def stop(self) -> None:
+        self.client.close()
+        self.producer.stop()
+        for w in self.witnesses:
+            w.terminate()
+            try:
+                w.wait(10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(5)
+
+    def _on_ack(self, _topic: str, payload: bytes) -> None:
+        try:
+            a = acks.verify_ack(payload, NODE_KEYS, WITNESS_KEYS)
+        except acks.AckError:
+            return  # a NACK: counted nowhere here, the seqs checked are all that matters
+        rec = self.records[(a.device, a.seq)]
+        # what the device checks: its own record under that seq, in the cosigned tree
+        acks.verify_ack(payload, NODE_KEYS, WITNESS_KEYS, record=rec, device_id=a.device)
+        with self.lock:
+            self.acks.setdefault(a.device, []).append(a)
+
+    def _on_cosig(self, _topic: str, payload: bytes) -> None:
+        size = cp.decode(payload).checkpoint.size
+        with self.lock:
+            self.final_size = max(self.final_size, size)
+
+    def send(
+        self, d: Device, seqs: range | list[int], kind: int = 4, body: dict | None = None
+    ) -> None:
+        for seq in seqs:
+            t = time.time_ns() // 1000
+            data, tx_id = d.signer.make(
+                seq,
+                d.prev,
+                (t, 1, 500),
+                kind,
+                body or {0: "1.0", 1: 50_000, 2: 3, 3: 1, 4: 1, 5: 0},
+            )
+            d.prev = tx_id
+            self.records[(d.device_id, seq)] = data
+            self.client.publish(spec.TOPIC_TX % (SEGMENT, d.hex), data)
+
+    def acked(self, d: Device) -> list[int]:
+        with self.lock:
+            return [a.seq for a in self.acks.get(d.device_id, [])]
+
+    def await_ack(self, d: Device, seq: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while seq not in self.acked(d):
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    "no ack for seq %d (acked %s); producer log:\n%s"
+                    % (seq, self.acked(d), self.producer.log()[-3000:])
+                )
+            time.sleep(0.05)
+
+    def await_final(self, entries: int, timeout: float = 20.0) -> None:
+        """Until the producer has stored ``entries`` segment entries and a witness cosigned them, and a while after."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = self.producer.stats().get("stored", 0)
+            with self.lock:
+                final = self.final_size
+            if stored >= entries and final >= stored:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    "not final: stored %s of %d, cosigned %d; producer log:\n%s"
+                    % (stored, entries, final, self.producer.log()[-3000:])
+                )
+            time.sleep(0.05)
+        time.sleep(QUIET_S)
+
+
+@contextlib.contextmanager
+def net(tmp: Path, kind: str, devices: list[Device]) -> Iterator[Net]:
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for n in ("p", "b", "c"):
+            (tmp / n).mkdir()
+            urls[n] = stack.enter_context(store_url(kind, tmp / n))
+        reg_path = tmp / "registry.db"
+        reg = make_registry(reg_path, devices)
+        admin = reg.as_operator("admin", b"\xad" * 32)
+        for name, (cp_seed, ack_seed) in WITNESS_SEEDS.items():
+            reg.add_node_key(name, "checkpoint", keys.public_key(cp_seed), admin)
+            reg.add_node_key(name, "ack", keys.public_key(ack_seed), admin)
+        reg.close()
+        port = stack.enter_context(mosquitto(tmp))
+        n = Net(tmp, port, urls, reg_path)
+        try:
+            n.start(devices)
+            yield n
+        finally:
+            n.stop()
+
+
+def _lost_then_late(tmp: Path, kind: str, restart: bool) -> None:
+    d = Device(31)
+    with net(tmp, kind, [d]) as n:
+        n.send(d, range(10))
+        n.await_ack(d, 9)
+        # 10..19 lost on the way: 20..29 are committed with the gap flag, and made final
+        n.send(d, range(20, 30))
+        n.await_final(30 - 10)
+        assert max(n.acked(d)) == 9, n.acked(d)
+        if restart:  # the watermark is made again from the store
+            n.producer.kill()
+            n.start_producer()
+        # a redelivered record past the gap: acked again, but no further than 9
+        n.client.publish(spec.TOPIC_TX % (SEGMENT, d.hex), n.records[(d.device_id, 25)])
+        time.sleep(QUIET_S)
+        assert max(n.acked(d)) == 9, n.acked(d)
+        # the device sends them again: the gap closes, and the ack covers everything
+        before = len(n.acked(d))
+        n.send(d, range(10, 20))
+        n.await_ack(d, 29)
+        assert max(n.acked(d)[:before]) == 9 and max(n.acked(d)) == 29, n.acked(d)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_ack_never_passes_records_the_ledger_lacks(tmp_path: Path, kind: str) -> None:
+    _lost_then_late(tmp_path, kind, restart=False)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_node_restart_keeps_the_rule(tmp_path: Path, kind: str) -> None:
+    _lost_then_late(tmp_path, kind, restart=True)
+
+
+def _skip_event(value: int) -> dict:
+    return {
+        spec.E_TYPE: spec.EV_SEQ_SKIP,
+        spec.E_SEVERITY: spec.SEV_WARNING,
+        spec.E_VALUE: value,
+        spec.E_TIME: time.time_ns() // 1000,
+    }
+
+
+def test_numbers_the_device_said_it_skipped_are_passed_others_not(tmp_path: Path) -> None:
+    told, short = Device(32), Device(33)
+    with net(tmp_path, "sqlite", [told, short]) as n:
+        for d in (told, short):
+            n.send(d, range(5))
+        # a reboot skipped 5..7: the skip event at 8 says so (value 3)
+        n.send(told, [8], spec.KIND_EVENT, _skip_event(3))
+        n.send(told, range(9, 13))
+        # the other says only 6..7 (value 2): 5 is missing, not skipped
+        n.send(short, [8], spec.KIND_EVENT, _skip_event(2))
+        n.send(short, range(9, 13))
+        n.await_ack(told, 12)
+        n.await_final(2 * 10)
+        assert max(n.acked(short)) == 4, n.acked(short)
+        # 5 arrives after all: nothing is missing any more
+        n.send(short, [5])
+        n.await_ack(short, 12)
