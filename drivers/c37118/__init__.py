@@ -1,10 +1,11 @@
 """IEEE C37.118.2 synchrophasor client, sans-IO, for MicroPython and CPython.
 
-``frames`` encodes and decodes every frame (command, CFG-1/CFG-2, data,
-header) with its CRC; ``stream`` cuts frames out of a TCP byte stream split
+``frames`` reads every frame a stream carries (CFG-1/CFG-2, data) and makes commands,
+with their CRC; ``stream`` cuts frames out of a TCP byte stream split
 anywhere and resyncs after a bad one; ``client`` holds the session (ask for
-the configuration, start, stop, read data frames) as a sans-IO core and a
-thin blocking helper over ``lightnode.drivers.link.TcpLink``.
+the configuration, start, stop, read data frames) as a sans-IO core;
+``connection`` is a thin blocking helper over ``lightnode.drivers.link.TcpLink``;
+``codec`` encodes what a PMU sends (a board loads only what it reads with).
 
     from lightnode.drivers.c37118 import client
     pmu = client.connect("192.0.2.10", 4712, idcode=7)

@@ -11,7 +11,7 @@
 # tshark's dissector in tests/test_c37118_peers.py.
 from binascii import unhexlify
 
-from lightnode.drivers.c37118 import client, errors, frames, stream
+from lightnode.drivers.c37118 import client, codec, errors, frames, stream
 
 PORTS = ("unix", "wasm")
 
@@ -49,7 +49,7 @@ def test_published_config():
     cfg = frames.decode_config(PUB_CFG2)
     assert (cfg.idcode, cfg.soc, cfg.fracsec, cfg.time_base, cfg.data_rate, cfg.version) == (
         7734, 1149577200, 0x56071098, 1000000, 30, 1)
-    assert frames.split_time(cfg.fracsec) == (0x56, 463000)  # leap second pending, negative, quality 6
+    assert codec.split_time(cfg.fracsec) == (0x56, 463000)  # leap second pending, negative, quality 6
     p = cfg.pmus[0]
     assert (p.station, p.idcode, p.fmt, p.fnom, p.cfgcnt) == ("Station A", 7734, 0x0004, 60, 22)
     assert p.phnames == ["VA", "VB", "VC", "I1"]
@@ -59,7 +59,7 @@ def test_published_config():
     assert p.anunit == [1, 0x01000001, 0x02000001]
     assert p.digunit == [(0, 0xFFFF)]
     assert cfg.data_size == len(PUB_DATA)
-    assert frames.encode_config(cfg) == PUB_CFG2
+    assert codec.encode_config(cfg) == PUB_CFG2
 
 
 def test_published_data():
@@ -73,17 +73,17 @@ def test_published_data():
     assert cfg.pmus[0].freq_hz(d.freq) == 62.5
     mag, ang = cfg.pmus[0].phasor(0, d.ph[0], d.ph[1])
     assert abs(mag - 14635 * 9.15527) < 1e-6 and ang == 0
-    assert frames.encode_data(cfg, f) == PUB_DATA
+    assert codec.encode_data(cfg, f) == PUB_DATA
     assert f.time_us(cfg.time_base) == 1149580800016817
 
 
 def test_published_header_and_command():
-    h = frames.decode_header(PUB_HEADER)
+    h = codec.decode_header(PUB_HEADER)
     assert (h.idcode, h.soc, h.text) == (7734, 1149591600, b"Hello I'm Header Frame.")
-    assert frames.encode_header(h) == PUB_HEADER
-    c = frames.decode_command(PUB_COMMAND)
+    assert codec.encode_header(h) == PUB_HEADER
+    c = codec.decode_command(PUB_COMMAND)
     assert (c.idcode, c.cmd, c.soc, c.fracsec, c.version) == (7734, frames.CMD_DATA_ON, 1149591600, 0x0F0BBFD0, 1)
-    assert frames.encode_command(7734, 2, 1149591600, 0x0F0BBFD0, version=1) == PUB_COMMAND
+    assert codec.encode_command(7734, 2, 1149591600, 0x0F0BBFD0, version=1) == PUB_COMMAND
 
 
 # -- our frames, version 2 (2011) --------------------------------------------------
@@ -164,21 +164,21 @@ def _read_all(data, whole, max_frame=1024):
 
 
 def test_commands():
-    assert frames.encode_command(7, frames.CMD_SEND_CFG2) == CMD_CFG2
+    assert codec.encode_command(7, frames.CMD_SEND_CFG2) == CMD_CFG2
     for cmd, wire in ((frames.CMD_DATA_ON, CMD_ON), (frames.CMD_DATA_OFF, CMD_OFF)):
-        got = frames.encode_command(7, cmd)
+        got = codec.encode_command(7, cmd)
         assert got[:16] == wire
-        assert frames.decode_command(got).cmd == cmd
+        assert codec.decode_command(got).cmd == cmd
     s = client.Session(7)
     assert s.command(frames.CMD_SEND_CFG2) == CMD_CFG2
-    ext = frames.encode_command(7, frames.CMD_EXTENDED, ext=b"\x01\x02\x03")
-    c = frames.decode_command(ext)
+    ext = codec.encode_command(7, codec.CMD_EXTENDED, ext=b"\x01\x02\x03")
+    c = codec.decode_command(ext)
     assert (c.cmd, c.ext, len(ext)) == (8, b"\x01\x02\x03", 21)
 
 
 def test_float_polar():
     cfg = frames.decode_config(CFG_FLOAT)
-    assert frames.encode_config(cfg) == CFG_FLOAT
+    assert codec.encode_config(cfg) == CFG_FLOAT
     p = cfg.pmus[0]
     assert (p.station, p.fmt, p.phnmr, p.annmr, p.dgnmr, p.fnom, p.cfgcnt) == ("LN PMU 1", 0x0B, 2, 1, 1, 50, 3)
     assert (p.phunit, p.anunit, p.digunit) == ([0, 0x01000000], [0x01000064], [(0, 3)])
@@ -187,35 +187,35 @@ def test_float_polar():
     d = f.pmus[0]
     assert (f.soc, f.fracsec, f.time_quality) == (1767225600, 0x05004E20, 5)
     assert f.time_us(cfg.time_base) == 1767225600020000
-    assert d.stat == frames.STAT_TRIGGER | frames.STAT_DATA_MODIFIED | 1
+    assert d.stat == codec.STAT_TRIGGER | codec.STAT_DATA_MODIFIED | 1
     assert d.ph == [76210.25, 0.5, 500.0, -0.25]
     assert (d.freq, d.dfreq, d.an, d.dg) == (50.0625, -0.125, [-12], [2])
     assert p.phasor(1, d.ph[2], d.ph[3]) == (500.0, -0.25)
     assert (p.freq_hz(d.freq), p.dfreq_hz_s(d.dfreq)) == (50.0625, -0.125)
-    assert frames.encode_data(cfg, f) == DATA_FLOAT
+    assert codec.encode_data(cfg, f) == DATA_FLOAT
 
 
 def test_int_polar():
     cfg = frames.decode_config(CFG_INTPOLAR)
-    assert frames.encode_config(cfg) == CFG_INTPOLAR
+    assert codec.encode_config(cfg) == CFG_INTPOLAR
     p = cfg.pmus[0]
     assert (p.fmt, p.phunit, p.polar) == (1, [0x0BA1, 0x01000019], True)
     f = frames.decode_data(DATA_INTPOLAR, cfg)
     d = f.pmus[0]
     assert (f.soc, f.fracsec) == (1767225601, 980000)
-    assert d.stat == frames.STAT_NOT_SYNC | 0x10
+    assert d.stat == codec.STAT_NOT_SYNC | 0x10
     assert (d.ph, d.freq, d.dfreq) == ([25573, -7854, 30000, 31416], -25, 12)
     mag, ang = p.phasor(0, d.ph[0], d.ph[1])
     assert abs(mag - 25573 * 2977e-5) < 1e-6 and abs(ang + 0.7854) < 1e-9
     assert abs(p.freq_hz(d.freq) - 49.975) < 1e-9 and abs(p.dfreq_hz_s(d.dfreq) - 0.12) < 1e-9
     assert p.phasor_raw(0, mag, ang) == (25573, -7854)
-    assert frames.encode_data(cfg, f) == DATA_INTPOLAR
+    assert codec.encode_data(cfg, f) == DATA_INTPOLAR
 
 
 def test_cfg1_float_rect():
     cfg = frames.decode_config(CFG1_FLOATRECT)
     assert (cfg.ftype, cfg.version, cfg.time_base, cfg.data_rate) == (frames.CFG1, 1, 1000, -5)
-    assert frames.encode_config(cfg) == CFG1_FLOATRECT
+    assert codec.encode_config(cfg) == CFG1_FLOATRECT
     p = cfg.pmus[0]
     assert (p.fmt, p.fnom) == (0x06, 60)
     f = frames.decode_data(DATA_FLOATRECT, cfg)
@@ -225,7 +225,7 @@ def test_cfg1_float_rect():
     mag, ang = p.phasor(0, 1.5, -2.0)
     assert abs(mag - 2.5) < 1e-9 and abs(ang + 0.9272952180016122) < 1e-9
     assert abs(p.freq_hz(120) - 60.12) < 1e-9
-    assert frames.encode_data(cfg, f) == DATA_FLOATRECT
+    assert codec.encode_data(cfg, f) == DATA_FLOATRECT
 
 
 def test_crc():
@@ -235,8 +235,8 @@ def test_crc():
 
 
 def test_time_helpers():
-    assert frames.fracsec_of(1767225600020000, 1000000, 5) == (1767225600, 0x05004E20)
-    assert frames.fracsec_of(1767225600999999, 1000, 0) == (1767225601, 0)  # rounds into the next second
+    assert codec.fracsec_of(1767225600020000, 1000000, 5) == (1767225600, 0x05004E20)
+    assert codec.fracsec_of(1767225600999999, 1000, 0) == (1767225601, 0)  # rounds into the next second
     assert frames.time_us(1, 0x0F0001F4, 1000) == 1500000
 
 
@@ -333,8 +333,8 @@ def test_encode_rejects():
     cfg = frames.decode_config(CFG_INTPOLAR)
     f = frames.DataFrame(cfg)
     f.pmus[0].ph = [1, 2]
-    _expect(errors.LocalProtocolError, frames.encode_data, cfg, f)
-    _expect(ValueError, frames.encode_command, 70000, 1)
+    _expect(errors.LocalProtocolError, codec.encode_data, cfg, f)
+    _expect(ValueError, codec.encode_command, 70000, 1)
 
 
 def test_session_events_byte_by_byte():
