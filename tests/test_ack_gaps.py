@@ -245,3 +245,67 @@ def test_numbers_the_device_said_it_skipped_are_passed_others_not(tmp_path: Path
         # 5 arrives after all: nothing is missing any more
         n.send(short, [5])
         n.await_ack(short, 12)
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.acks: list[int] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        if topic.endswith("/ack"):
+            self.acks.append(
+                acks.verify_ack(payload, {ACK_KID: ACK_PUB, P_KID: P_PUB}, {W_KID: W_PUB}).seq
+            )
+
+    def subscribe(self, topic, handler, qos: int = 1) -> None:
+        pass
+
+
+P_SEED, W_SEED, ACK_SEED = b"\x71" * 32, b"\x72" * 32, b"\x73" * 32
+P_PUB, W_PUB, ACK_PUB = (keys.public_key(s) for s in (P_SEED, W_SEED, ACK_SEED))
+P_KID, W_KID, ACK_KID = (registry.key_id(k) for k in (P_PUB, W_PUB, ACK_PUB))
+
+
+def test_after_a_restart_the_watermark_is_made_again_a_bounded_step_a_block(tmp_path: Path) -> None:
+    from lightnode.ledger.chain import Ledger
+    from lightnode.ledger.store import open_store
+    from lightnode.node import quorum
+
+    ledger = Ledger(open_store(str(tmp_path / "p.db")), P_SEED, P_KID, witnesses={W_KID: W_PUB})
+    d = Device(34)
+
+    def block(seqs, producer):
+        for s in seqs:
+            ledger.add_transaction(d.tx(seq=s))
+        signed = ledger.cut(cp.SEGMENT_PREFIX + SEGMENT)
+        producer.on_block(signed)
+        assert producer.on_cosig(cp.cosign(signed.raw, W_SEED, W_KID)) is True
+
+    top = [0]
+
+    def next_blocks(producer, out, want):
+        """One new record a block until the ack reaches ``want``; each step at most one look's worth."""
+        for _ in range(8):
+            if out.acks and out.acks[-1] == want:
+                return
+            before = out.acks[-1] if out.acks else -1
+            top[0] += 1
+            block([top[0]], producer)
+            assert 0 < out.acks[-1] - before <= quorum.BREAKS_PER_LOOK + 1, out.acks
+        pytest.fail("acks %s never reached %d" % (out.acks, want))
+
+    out = _Out()
+    p = quorum.Producer(ledger, out, SEGMENT, ACK_SEED, ACK_KID)
+    n = 2 * quorum.BREAKS_PER_LOOK + 40
+    block(range(0, n, 2), p)  # every odd number missing: each even one after 0 flagged gap
+    assert out.acks == [0]
+    top[0] = n - 1  # new ones from n on
+    block(range(1, n - 3, 2), p)  # all but the last two odd ones come late
+    assert out.acks == [0, quorum.BREAKS_PER_LOOK + 1]  # every one a break: one look's worth
+    next_blocks(p, out, n - 4)  # and so on, a look a block, up to the first still missing
+    # a restart: made again from the store, from the start, a look a block, to the same place
+    out2 = _Out()
+    p2 = quorum.Producer(ledger, out2, SEGMENT, ACK_SEED, ACK_KID)
+    next_blocks(p2, out2, n - 4)
+    block([n - 3, n - 1], p2)  # the last missing ones: the ack covers everything
+    assert out2.acks[-1] == top[0], out2.acks
