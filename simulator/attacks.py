@@ -45,7 +45,8 @@ from lightnode.node.mqtt import Transport
 __all__ = ["Injector", "KINDS", "TamperProxy", "make"]
 
 FLOOD_MAX_PER_S = 1000.0  # what one attacker process signs and sends beside the fleet
-GRACE_S = 2.0  # a revocation reaches the node within its registry catch-up (1 s) and a tick
+GRACE_S = 2.0
+CAPTURE_WAIT_S = 15.0  # a replay waits this long at most for a transaction of its target  # a revocation reaches the node within its registry catch-up (1 s) and a tick
 
 
 @dataclass
@@ -147,12 +148,19 @@ class Replay(Injector):
     async def fire(self) -> None:
         count = int(self.params.get("count", 5))
         target = self.ctx.light_node(self.target) if self.target else None
-        mine = [(tp, d) for tp, d in self.captured
-                if target is None or tp.endswith("/%s/tx" % target.hex)]
-        if not mine:
+
+        def mine() -> list[tuple[str, bytes]]:
+            return [(tp, d) for tp, d in self.captured
+                    if target is None or tp.endswith("/%s/tx" % target.hex)]
+
+        deadline = time.monotonic() + CAPTURE_WAIT_S
+        while not mine() and time.monotonic() < deadline:  # the attacker waits for traffic
+            await asyncio.sleep(0.1)
+        mine_now = mine()
+        if not mine_now:
             self.note = "nothing captured to replay"
             return
-        picks = mine[:count]
+        picks = mine_now[:count]
         others = [n for n in self.ctx.fleet.nodes if target is None or n.hex != target.hex]
         self.timeline("%d captured transactions sent again on their topic, %d on another device's"
                       % (len(picks), len(picks) if others else 0))

@@ -140,7 +140,7 @@ class PmuSignalSource:
 
 
 class FixedWindowSource:
-    """Every window the same readings body (a benchmark's fixed window): no sampling cost at scale."""
+    """Every window the same readings (a benchmark's fixed window), moved to now: no sampling cost at scale."""
 
     kind = "pmu"
     status_points: frozenset[int] = frozenset()
@@ -155,6 +155,16 @@ class FixedWindowSource:
 
     def frames(self, t0_s: float, t1_s: float) -> list[Frame]:
         return []
+
+    def body_now(self) -> Any:
+        """The body with each series' first timestamp at now minus one window: a window just closed."""
+        out = []
+        for series in self.body:
+            s = dict(series)
+            n = len(s[spec.S_DT]) + 1
+            s[spec.S_T0] = time.time_ns() // 1000 - n * int(s[spec.S_PERIOD])
+            out.append(s)
+        return out
 
 
 class GridDeviceSource:
@@ -369,7 +379,7 @@ class LightNode:
         """Read the device up to ``t_run``, sign its events and one readings transaction."""
         src = self.source
         if isinstance(src, FixedWindowSource):
-            self.sign(spec.KIND_READINGS, src.body, src.readings_per_window)
+            self.sign(spec.KIND_READINGS, src.body_now(), src.readings_per_window)
         else:
             frames = src.frames(self._t_read, t_run)
             self._t_read = t_run
@@ -549,10 +559,14 @@ class LightNode:
 
     # -- the run ------------------------------------------------------------------------
 
-    async def run(self, t0: float, stop: asyncio.Event) -> None:
-        """Close a window every ``window_s`` of run time (from ``t0``, time.monotonic) until ``stop``."""
-        self._t_read = max(0.0, time.monotonic() - t0)
-        k = 1
+    async def run(self, t0: float, stop: asyncio.Event, from_start: bool = True) -> None:
+        """Close a window every ``window_s`` of run time (from ``t0``, time.monotonic) until ``stop``.
+
+        The first window reads from the run's start (its first sample included), or from now
+        for a node that joins a running fleet.
+        """
+        self._t_read = 0.0 if from_start else max(0.0, time.monotonic() - t0)
+        k = max(1, math.ceil((time.monotonic() - t0 - self.phase_s) / self.window_s))
         while not stop.is_set():
             due = t0 + self.phase_s + k * self.window_s
             try:
@@ -624,7 +638,7 @@ class Fleet:
         if node not in self.nodes:
             self.add(node)
         node.connect(self.host, self.port)
-        self._tasks.append(asyncio.ensure_future(node.run(self.t0, self._stop)))
+        self._tasks.append(asyncio.ensure_future(node.run(self.t0, self._stop, from_start=False)))
 
     async def start(self, t0: float | None = None) -> None:
         await self.connect()

@@ -260,10 +260,13 @@ class Runner:
             nodes.append(node)
             self.nodes_by_device.setdefault(ln.device, node)
         extra = (n_want or 0) - len(nodes)
-        for k in range(extra):  # --nodes beyond the scenario's: more PMUs on the same grid
+        pmus = [d for d in self.devices.values() if getattr(d, "kind", "") == "pmu"]
+        for k in range(extra):  # --nodes beyond the scenario's: more light nodes on its PMUs
             name = "pmu-extra-%d" % (k + 1)
-            source = PmuSignalSource(name, seed=scn.seed * 7919 + k, t0_us=int(self.t0_wall * 1e6))
-            nodes.append(LightNode(name, _device_id(scn.name, name), keys.generate_seed(), source,
+            src: Any = (GridDeviceSource(pmus[k % len(pmus)], int(self.t0_wall * 1e6)) if pmus
+                        else PmuSignalSource(name, seed=scn.seed * 7919 + k,
+                                             t0_us=int(self.t0_wall * 1e6)))
+            nodes.append(LightNode(name, _device_id(scn.name, name), keys.generate_seed(), src,
                                    board="pico_w", phase_s=(k * 0.173) % 5.0))
         self._nodes = nodes
 
