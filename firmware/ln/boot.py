@@ -37,7 +37,8 @@ SLOT_DIR = "/slot_%s"  # % slot name, under the board's root
 MAX_STATE_BYTES = 1024
 LOG_BYTES = 2048  # per log file; two files: the log never holds more than 4 KB
 MAX_ENTRY = 480  # one log entry, bytes
-MAX_CRASHES = 3  # boots in a row without a healthy heartbeat before safe mode
+MAX_CRASHES = 3  # crashes in a row without a healthy heartbeat before safe mode
+WDT_RESET = 3  # machine.WDT_RESET on rp2 and esp32 (and the unix port's stand-in)
 MAX_TRIES = 2  # boots a new slot gets to become healthy before it is rolled back
 TRIAL_MS = 600000  # uptime a new slot gets to become healthy in one boot
 
@@ -66,7 +67,9 @@ def _fresh():
     return {
         "format": FORMAT,
         "boots": 0,  # every boot decide() saw
-        "unhealthy": 0,  # boots since the last healthy heartbeat
+        "unhealthy": 0,  # crashes since the last healthy heartbeat
+        "crashed": False,  # this boot logged a crash (record_crash)
+        "planned": False,  # this boot ends in a reset on purpose (planned_reset)
         "active": None,  # "a", "b" or None (the base image)
         "previous": None,  # what a rollback returns to
         "pending": None,  # installed, switched to at the next boot
@@ -102,7 +105,8 @@ def load(root=None):
     for k in ("boots", "unhealthy", "tries"):
         if not isinstance(out[k], int) or out[k] < 0:
             out[k] = 0
-    out["trial"] = out["trial"] is True
+    for k in ("trial", "crashed", "planned"):
+        out[k] = out[k] is True
     return out
 
 
@@ -173,7 +177,17 @@ def record_crash(exc, root=None):
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=buf)
     st = load(root)
+    if not st["crashed"]:
+        st["crashed"] = True
+        save(st, root)
     log("boot %d crash %s" % (st["boots"], buf.getvalue().strip()), root)
+
+
+def planned_reset(root=None):
+    """The board resets on purpose next (an update installed): the reset is not a crash."""
+    st = load(root)
+    st["planned"] = True
+    save(st, root)
 
 
 def decide(root=None, safe_pin=None, reset_cause=None, max_crashes=MAX_CRASHES, max_tries=MAX_TRIES):
@@ -181,17 +195,23 @@ def decide(root=None, safe_pin=None, reset_cause=None, max_crashes=MAX_CRASHES, 
 
     ``safe_pin`` true (the pin's level already read, or a callable
     returning it) forces safe mode for this boot without counting it.
-    ``reset_cause`` (``machine.reset_cause()``) is recorded. A slot
-    installed since the last boot is switched to and put on trial; a slot
-    on trial that has had ``max_tries`` boots without ``mark_healthy`` is
-    rolled back to the one before (``"rollback"``: the old application
-    runs). After ``max_crashes`` boots in a row without a healthy
-    heartbeat, the board stays in safe mode until ``clear_safe`` or a new
-    update.
+    ``reset_cause`` (``machine.reset_cause()``) is recorded. The last
+    boot was a crash if it logged one (``record_crash``) or if this reset
+    is the watchdog's (``WDT_RESET``) and not one ``planned_reset``
+    announced; a power cut is not a crash. A slot installed since the last
+    boot is switched to and put on trial; a slot on trial that has had
+    ``max_tries`` boots without ``mark_healthy`` is rolled back to the one
+    before (``"rollback"``: the old application runs). After
+    ``max_crashes`` crashes in a row without a healthy heartbeat, the
+    board stays in safe mode until ``clear_safe`` or a new update.
     """
     st = load(root)
     st["boots"] += 1
     st["cause"] = reset_cause
+    crashed = st["crashed"] or (reset_cause == WDT_RESET and not st["planned"])
+    st["crashed"] = st["planned"] = False
+    if crashed:
+        st["unhealthy"] += 1
     if callable(safe_pin):
         safe_pin = safe_pin()
     if safe_pin:
@@ -226,12 +246,11 @@ def decide(root=None, safe_pin=None, reset_cause=None, max_crashes=MAX_CRASHES, 
         return ROLLBACK
     if st["trial"]:
         st["tries"] += 1
-    st["unhealthy"] += 1
-    mode = SAFE if st["unhealthy"] > max_crashes and not st["trial"] else NORMAL
+    mode = SAFE if st["unhealthy"] >= max_crashes and not st["trial"] else NORMAL
     st["mode"] = mode
     save(st, root)
-    if mode != NORMAL or st["unhealthy"] > 1 or note:
-        log("boot %d cause %s: %s, %d boots unhealthy%s" % (
+    if mode != NORMAL or crashed or note:
+        log("boot %d cause %s: %s, %d crashes in a row%s" % (
             st["boots"], reset_cause, mode, st["unhealthy"], note), root)
     return mode
 

@@ -91,15 +91,40 @@ def _refused(b, data, reason, **kw):
     raise AssertionError("not refused: expected %s" % reason)
 
 
+def _crash(b, what="start-up failed"):
+    try:
+        raise RuntimeError(what)
+    except RuntimeError as e:
+        boot.record_crash(e, b.root)
+
+
 def test_crash_loop_ends_in_safe_mode():
     with _Board() as b:
-        modes = [b.decide(reset_cause=3) for _ in range(boot.MAX_CRASHES + 2)]
-        assert modes == ["normal"] * boot.MAX_CRASHES + ["safe", "safe"], modes
-        assert b.state()["cause"] == 3
+        assert b.decide(reset_cause=1) == "normal"
+        modes = []
+        for _ in range(boot.MAX_CRASHES + 1):
+            _crash(b)
+            modes.append(b.decide(reset_cause=1))
+        assert modes == ["normal"] * (boot.MAX_CRASHES - 1) + ["safe", "safe"], modes
+        assert b.state()["cause"] == 1
         log = boot.crash_log(b.root)
         assert any("safe" in line for line in log), log
+        assert any("start-up failed" in line for line in log), log
         boot.clear_safe(b.root)
         assert b.decide() == "normal"
+
+
+def test_watchdog_resets_count_power_cuts_and_planned_resets_do_not():
+    with _Board() as b:
+        for _ in range(2 * boot.MAX_CRASHES):
+            assert b.decide(reset_cause=1) == "normal"  # power cuts before a healthy heartbeat
+        for _ in range(2 * boot.MAX_CRASHES):
+            boot.planned_reset(b.root)
+            assert b.decide(reset_cause=boot.WDT_RESET) == "normal"  # rp2's machine.reset()
+        assert b.state()["unhealthy"] == 0
+        modes = [b.decide(reset_cause=boot.WDT_RESET) for _ in range(boot.MAX_CRASHES)]
+        assert modes == ["normal"] * (boot.MAX_CRASHES - 1) + ["safe"], modes
+        assert b.state()["cause"] == boot.WDT_RESET
 
 
 def test_healthy_heartbeats_keep_the_counter_down():
