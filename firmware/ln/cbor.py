@@ -52,9 +52,6 @@ class Tag:
     def __eq__(self, other):
         return isinstance(other, Tag) and self.tag == other.tag and self.value == other.value
 
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
     def __repr__(self):
         return "Tag(%d, %r)" % (self.tag, self.value)
 
@@ -67,9 +64,6 @@ class Raw:
 
     def __eq__(self, other):
         return isinstance(other, Raw) and self.data == other.data
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
 
 
 # ---------------------------------------------------------------- encoding
@@ -95,13 +89,11 @@ def _head(out, mt, n):
 
 def put_int(out, v):
     """Append integer ``v`` (64-bit range) in its shortest form."""
+    if v > _MAX_UINT or v < _MIN_NEG:
+        raise ValueError("integer %d over 64 bits" % v)
     if v >= 0:
-        if v > _MAX_UINT:
-            raise ValueError("integer %d over 64 bits" % v)
         _head(out, 0, v)
     else:
-        if v < _MIN_NEG:
-            raise ValueError("integer %d over 64 bits" % v)
         _head(out, 1, -1 - v)
 
 
@@ -121,14 +113,7 @@ def _enc(out, obj, depth, count):
     elif obj is False:
         out.append(0xF4)
     elif isinstance(obj, int):
-        if obj >= 0:
-            if obj > _MAX_UINT:
-                raise ValueError("integer %d over 64 bits" % obj)
-            _head(out, 0, obj)
-        else:
-            if obj < _MIN_NEG:
-                raise ValueError("integer %d over 64 bits" % obj)
-            _head(out, 1, -1 - obj)
+        put_int(out, obj)
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         _head(out, 2, len(obj))
         out.extend(obj)
@@ -167,7 +152,7 @@ def _enc(out, obj, depth, count):
             for v in obj:
                 _enc(out, v, depth + 1, count)
     else:
-        raise TypeError("cannot encode %s in the CBOR subset" % type(obj).__name__)
+        raise TypeError("%s is outside the CBOR subset" % type(obj).__name__)
 
 
 def dumps(obj):
@@ -292,12 +277,12 @@ class _Scan:
             b = d[i : i + arg]
             if mt == 2:
                 return b
-            if not _utf8_ok(b):
-                raise CBORError(wire.R_MALFORMED, "invalid UTF-8 at byte %d" % at)
-            try:
-                return str(b, "utf-8")
-            except Exception:  # _utf8_ok let through what the port refuses
-                raise CBORError(wire.R_MALFORMED, "invalid UTF-8 at byte %d" % at) from None
+            if _utf8_ok(b):
+                try:
+                    return str(b, "utf-8")
+                except Exception:  # _utf8_ok let through what the port refuses
+                    pass
+            raise CBORError(wire.R_MALFORMED, "invalid UTF-8 at byte %d" % at)
         if depth >= wire.MAX_DEPTH:
             raise CBORError(
                 wire.R_OVERSIZED, "nested deeper than %d at byte %d" % (wire.MAX_DEPTH, at)

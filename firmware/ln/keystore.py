@@ -30,6 +30,14 @@ from .fs import read_limited as _read
 from .fs import remove as _remove
 from .fs import rename_over as _rename
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 FORMAT = 1
 DIR = "/lightnode"
 KEY_FILE = "key.bin"
@@ -38,9 +46,9 @@ CONFIG_FILE = "config.json"
 MAP_FILE = "map-%s.json"  # % first 16 hex digits of the map's digest
 DEVICE_ID_BYTES = 8  # the first 8 bytes of SHA-256 of the device's first public key
 MAX_CONFIG_BYTES = 8192
-MAX_NODE_KEYS = 32
-MAX_PASSWORD = 128
-MAX_HOST = 253
+_MAX_NODE_KEYS = const(32)
+_MAX_PASSWORD = const(128)
+_MAX_HOST = const(253)
 BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 _HEX = "0123456789abcdef"
 _SEGMENT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
@@ -240,7 +248,7 @@ def parse_broker(url, field="broker"):
         j = rest.find(":")
         host = rest if j < 0 else rest[:j]
         tail = "" if j < 0 else rest[j:]
-        if not 0 < len(host) <= MAX_HOST:
+        if not 0 < len(host) <= _MAX_HOST:
             raise ConfigError(field, "no host")
         for c in host:
             if c not in _HOST_CHARS:
@@ -256,8 +264,8 @@ def parse_broker(url, field="broker"):
 
 
 def _check_nodes(nodes):
-    if not isinstance(nodes, list) or len(nodes) > MAX_NODE_KEYS:
-        raise ConfigError("nodes", "a list of at most %d node keys expected" % MAX_NODE_KEYS)
+    if not isinstance(nodes, list) or len(nodes) > _MAX_NODE_KEYS:
+        raise ConfigError("nodes", "a list of at most %d node keys expected" % _MAX_NODE_KEYS)
     out = {}
     for i, n in enumerate(nodes):
         field = "nodes[%d]" % i
@@ -305,8 +313,8 @@ def check_config(cfg, device, map_src):
     if mqtt["username"] != device:
         raise ConfigError("mqtt.username", "the device id expected")
     pw = mqtt["password"]
-    if not isinstance(pw, str) or not 16 <= len(pw) <= MAX_PASSWORD:
-        raise ConfigError("mqtt.password", "16 to %d characters expected" % MAX_PASSWORD)
+    if not isinstance(pw, str) or not 16 <= len(pw) <= _MAX_PASSWORD:
+        raise ConfigError("mqtt.password", "16 to %d characters expected" % _MAX_PASSWORD)
     for c in pw:
         if not " " < c <= "~":
             raise ConfigError("mqtt.password", "printable ASCII expected")

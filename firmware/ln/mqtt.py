@@ -27,19 +27,19 @@ except ImportError:  # CPython
         return x
 
 
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGREQ = const(12)
+_PINGRESP = const(13)
+_DISCONNECT = const(14)
 
-RX_BYTES = const(4096)  # default receive buffer: the largest packet the broker may send us
-MAX_REMAINING = const(268435455)  # four length bytes
+_RX_BYTES = const(4096)  # default receive buffer: the largest packet the broker may send us
+_MAX_REMAINING = const(268435455)  # four length bytes
 PINGREQ_BYTES = b"\xc0\x00"
 DISCONNECT_BYTES = b"\xe0\x00"
 
@@ -84,7 +84,7 @@ def _str(s):
 
 
 def _packet(first, body):
-    if len(body) > MAX_REMAINING:
+    if len(body) > _MAX_REMAINING:
         raise ValueError("packet over the MQTT limit")
     return bytes((first,)) + _varint(len(body)) + body
 
@@ -107,7 +107,7 @@ def encode_connect(client_id, keepalive=60, username=None, password=None, clean_
         body += _str(username)
     if password is not None:
         body += _str(password)
-    return _packet(CONNECT << 4, body)
+    return _packet(_CONNECT << 4, body)
 
 
 def encode_publish_head(topic, size, qos=1, pid=0, dup=False, retain=False):
@@ -122,9 +122,9 @@ def encode_publish_head(topic, size, qos=1, pid=0, dup=False, retain=False):
     if qos:
         var += struct.pack(">H", pid)
     n = len(var) + size
-    if n > MAX_REMAINING:
+    if n > _MAX_REMAINING:
         raise ValueError("payload over the MQTT limit")
-    first = (PUBLISH << 4) | (qos << 1) | (0x08 if dup and qos else 0) | (1 if retain else 0)
+    first = (_PUBLISH << 4) | (qos << 1) | (0x08 if dup and qos else 0) | (1 if retain else 0)
     return bytes((first,)) + _varint(n) + var
 
 
@@ -135,7 +135,7 @@ def encode_publish(topic, payload, qos=1, pid=0, dup=False, retain=False):
 def encode_puback(pid):
     if not 0 < pid <= 0xFFFF:
         raise ValueError("packet id: 1 to 65,535")
-    return struct.pack(">BBH", PUBACK << 4, 2, pid)
+    return struct.pack(">BBH", _PUBACK << 4, 2, pid)
 
 
 def encode_subscribe(pid, topics):
@@ -149,7 +149,7 @@ def encode_subscribe(pid, topics):
         if not t or q not in (0, 1, 2):
             raise ValueError("subscription %r qos %r" % (t, q))
         body += _str(t) + bytes((q,))
-    return _packet((SUBSCRIBE << 4) | 0x02, body)
+    return _packet((_SUBSCRIBE << 4) | 0x02, body)
 
 
 def decode_connack(body):
@@ -213,7 +213,7 @@ def decode_publish(flags, body):
 
 
 # Fixed-header flags the broker must send as they are; PUBLISH carries its own.
-_FLAGS = {CONNACK: 0, PUBACK: 0, SUBACK: 0, UNSUBACK: 0, PINGRESP: 0}
+_FLAGS = {_CONNACK: 0, _PUBACK: 0, _SUBACK: 0, _UNSUBACK: 0, _PINGRESP: 0}
 
 
 class Parser:
@@ -226,7 +226,7 @@ class Parser:
     a type the broker never sends is an ``MqttError``.
     """
 
-    def __init__(self, size=RX_BYTES):
+    def __init__(self, size=_RX_BYTES):
         if size < 16:
             raise ValueError("receive buffer: at least 16 bytes")
         self.size = size
@@ -258,7 +258,7 @@ class Parser:
             return None
         first = buf[at]
         kind = first >> 4
-        if kind == PUBLISH:
+        if kind == _PUBLISH:
             pass
         elif kind in _FLAGS:
             if first & 0x0F != _FLAGS[kind]:
@@ -344,10 +344,10 @@ def busy_errno(platform=None):
 # -- client (MicroPython asyncio) ------------------------------------------------------
 
 # Link states (Client.state).
-DOWN = "down"  # no link; waiting out the backoff
-CONNECTING = "connecting"  # TCP, TLS, CONNECT sent, waiting for CONNACK
-UP = "up"  # CONNACK 0: publishing
-CLOSED = "closed"  # close() called
+_DOWN = const("down")  # no link; waiting out the backoff
+_CONNECTING = const("connecting")  # TCP, TLS, CONNECT sent, waiting for CONNACK
+_UP = const("up")  # CONNACK 0: publishing
+_CLOSED = const("closed")  # close() called
 
 _ITEM_PID = const(0)
 _ITEM_TOPIC = const(1)
@@ -367,7 +367,7 @@ class Client:
     """
 
     def __init__(self, host, port, client_id, user=None, password=None, keepalive=60,
-                 ssl=None, server_hostname=None, window=8, rx_bytes=RX_BYTES,
+                 ssl=None, server_hostname=None, window=8, rx_bytes=_RX_BYTES,
                  backoff_ms=(250, 30000), timeout_ms=10000, on_reject=None):
         if not 1 <= window <= 64:
             raise ValueError("window: 1 to 64 publishes")
@@ -393,7 +393,7 @@ class Client:
         self._stream = None
         self._err = None
         # link state, for heartbeats
-        self.state = DOWN
+        self.state = _DOWN
         self.connected = False
         self.sessions = 0  # links that reached CONNACK 0
         self.reconnects = 0  # of them, those after the first
@@ -525,7 +525,7 @@ class Client:
             # jitter: 0.5 to 1.5 times the delay, so a fleet does not return in step
             await asyncio.sleep_ms(delay // 2 + (delay * random.getrandbits(10) >> 10))
             delay = min(delay * 2, cap)
-        self.state = CLOSED
+        self.state = _CLOSED
 
     def _describe(self, e):
         if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
@@ -537,8 +537,8 @@ class Client:
     def _teardown(self):
         self.connected = False
         self._up.clear()
-        if self.state != CLOSED:
-            self.state = DOWN
+        if self.state != _CLOSED:
+            self.state = _DOWN
         st = self._stream
         self._stream = None
         if st is not None:
@@ -592,7 +592,7 @@ class Client:
 
     async def _session(self):
         asyncio = self._asyncio
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self._err = None
         self._done.clear()
         self._parser.reset()
@@ -605,7 +605,7 @@ class Client:
             kind, body = await asyncio.wait_for_ms(self._read_packet(st), self.timeout_ms)
         except asyncio.TimeoutError:
             raise MqttError("no CONNACK within %d ms" % self.timeout_ms)
-        if kind != CONNACK:
+        if kind != _CONNACK:
             raise MqttError("packet type %d before CONNACK" % kind)
         present, rc = decode_connack(body)
         if rc:
@@ -614,7 +614,7 @@ class Client:
         self.sessions += 1
         if self.sessions > 1:
             self.reconnects += 1
-        self.state = UP
+        self.state = _UP
         self.connected = True
         self._up.set()
         self._last_rx = self._now()
@@ -670,7 +670,7 @@ class Client:
                 self._packet(pkt[0], pkt[1], pkt[2])
 
     def _packet(self, kind, flags, body):
-        if kind == PUBACK:
+        if kind == _PUBACK:
             pid = decode_puback(body)
             win = self._win
             for i in range(len(win)):
@@ -679,7 +679,7 @@ class Client:
                     self.acked += 1
                     self._room.set()
                     break
-        elif kind == PUBLISH:
+        elif kind == _PUBLISH:
             topic, payload, qos, pid, _, _ = decode_publish(flags, body)
             self.received += 1
             for s in self._subs:
@@ -693,12 +693,12 @@ class Client:
             if qos:
                 self._acks.append(pid)
                 self._wake.set()
-        elif kind == SUBACK:
+        elif kind == _SUBACK:
             _, codes = decode_suback(body)
             if 0x80 in codes:
                 self.errors += 1
                 self.last_error = "broker refused a subscription"
-        elif kind == CONNACK:
+        elif kind == _CONNACK:
             raise MqttError("second CONNACK")
         # PINGRESP: _last_rx is all it is for; UNSUBACK: we never unsubscribe
 

@@ -23,6 +23,14 @@ import math
 from . import wire
 from .fs import read_limited, write_atomic
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 _INT32 = 1 << 31  # a window keeps values in an array('i')
 
 # a planned point (plan_point): [id, order, kind, index, resolution, alarm low, alarm high,
@@ -35,13 +43,13 @@ P_RES = 4
 P_LOW = 5
 P_HIGH = 6
 P_STATE = 7
-P_LOW_R = 8
-P_HIGH_R = 9
+_P_LOW_R = const(8)
+_P_HIGH_R = const(9)
 
 
 
-PLAN_FILE = "plan.json"  # in the keystore's folder, beside config.json
-MAX_PLAN_BYTES = 16384
+_PLAN_FILE = const("plan.json")  # in the keystore's folder, beside config.json
+_MAX_PLAN_BYTES = const(16384)
 
 
 def plan(cfg):
@@ -89,13 +97,13 @@ def save_plan(d, p):
     }
     for k in ("segment", "broker", "protocol", "source", "window_s", "points", "map"):
         doc[k] = p[k]
-    write_atomic(d + "/" + PLAN_FILE, (json.dumps(doc).encode(),))
+    write_atomic(d + "/" + _PLAN_FILE, (json.dumps(doc).encode(),))
 
 
 def load_plan(d):
     """The plan kept in ``d``/plan.json if it was made from the config and map there now, else None."""
     try:
-        doc = json.loads(read_limited(d + "/" + PLAN_FILE, MAX_PLAN_BYTES))
+        doc = json.loads(read_limited(d + "/" + _PLAN_FILE, _MAX_PLAN_BYTES))
         if doc["files"] != _files_digest(d, doc["map"]):
             return None
         doc["device"] = binascii.unhexlify(doc["device"])
@@ -173,10 +181,10 @@ def quantize(res, x):
 def alarm_state(pt, x):
     """"low" below the point's alarm low, "high" above its alarm high, else None."""
     num, den = ratio(x)
-    lim = pt[P_LOW_R]
+    lim = pt[_P_LOW_R]
     if lim is not None and num * lim[1] < lim[0] * den:
         return "low"
-    lim = pt[P_HIGH_R]
+    lim = pt[_P_HIGH_R]
     if lim is not None and num * lim[1] > lim[0] * den:
         return "high"
     return None

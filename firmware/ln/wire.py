@@ -15,6 +15,10 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+    # what only full nodes and the SDK use lives with the SDK: a board never has it (each
+    # name a board loads costs heap)
+    from lightnode.nodewire import *  # noqa: F403
+
 
 FORMAT_VERSION = const(1)
 
@@ -25,10 +29,8 @@ H_CTY = const(3)
 H_KID = const(4)
 H_PAYLOAD_HASH_ALG = const(258)
 H_PREIMAGE_CTY = const(259)
-H_PAYLOAD_LOCATION = const(260)
 ALG_EDDSA = const(-8)  # what devices emit: what pycose and most verifiers take
 ALG_ED25519 = const(-19)  # RFC 9864 fully specified; accepted as the same algorithm
-ALG_ED448 = const(-53)  # RFC 9864; refused as unsupported
 ALG_SHA256 = const(-16)
 CTY_CBOR = const(60)  # CoAP content format of application/cbor
 
@@ -46,10 +48,7 @@ PAYLOAD_KEYS = (0, 1, 2, 3, 4, 5, 6, 7)
 # Kinds.
 KIND_READINGS = const(1)
 KIND_EVENT = const(2)
-KIND_OPERATOR = const(3)
 KIND_HEARTBEAT = const(4)
-KIND_REGISTRATION = const(5)
-KIND_SUMMARY = const(6)
 KIND_NAMES = {
     1: "readings",
     2: "event",
@@ -79,9 +78,6 @@ MAX_DELTA_ORDER = const(2)
 # Per-sample quality bits (0 = good).
 Q_GOOD = const(0)
 Q_INVALID = const(1)
-Q_QUESTIONABLE = const(2)
-Q_SUBSTITUTED = const(4)
-Q_TEST = const(8)
 Q_TIME_UNLOCKED = const(16)
 Q_OVERFLOW = const(32)
 Q_ALL = const(63)
@@ -179,10 +175,6 @@ REASONS = (
 TOPIC_TX = "ln/%s/%s/tx"  # % (segment, device hex)
 TOPIC_ACK = "ln/%s/%s/ack"  # % (segment, device hex)
 TOPIC_FILTER = "ln/%s/filter"  # % segment
-# Between full nodes only: the producer publishes each whole block, the
-# witnesses answer with their cosignatures.
-TOPIC_BLOCK = "ln/%s/block"  # % segment
-TOPIC_COSIG = "ln/%s/cosig"  # % segment
 
 # The full node's keys have separate roles; every object a node signs is a
 # COSE_Sign1 whose protected header also names its kind in label 3 (content
@@ -197,8 +189,6 @@ CTY_FILTER = "application/lightnode-filter+cbor"
 CTY_CHECKPOINT = "application/lightnode-checkpoint+cbor"
 CTY_ACK = "application/lightnode-ack+cbor"
 CTY_NACK = "application/lightnode-nack+cbor"
-CTY_REGISTRY = "application/lightnode-registry+cbor"
-CTY_OPERATOR = "application/lightnode-operator+cbor"
 CTY_UPDATE = "application/lightnode-update+cbor"
 
 # A checkpoint (block header) payload: deterministic CBOR map with these
@@ -207,8 +197,5 @@ CP_VERSION = const(0)
 CP_CHAIN = const(1)
 CP_SIZE = const(2)
 CP_ROOT = const(3)
-CP_PREV = const(4)
-CP_TIME = const(5)
-CP_REGISTRY = const(6)
 CP_KEYS = (0, 1, 2, 3, 4, 5, 6)
 CHECKPOINT_VERSION = const(1)
