@@ -43,6 +43,19 @@ from lightnode.simulator.pmu_server import PmuServer
 from test_node_cli_quorum import WITNESS_SEEDS, _stop, _witness
 
 MAPS = Path(__file__).resolve().parents[1] / "drivers" / "maps"
+DEVICE_SCRIPTS = Path(__file__).resolve().parents[1] / "sdk" / "device_scripts"
+# Rig(machine=True): the stand-ins for machine and network, with the board.json at the
+# board's root (as flashing puts it there), are installed before main.py runs
+_MACHINE_PRELUDE = (
+    "import sys, json\n"
+    "sys.path.insert(0, %r)\n"
+    "import sim_machine, sim_network\n"
+    "with open('board.json') as _f:\n"
+    "    sim_machine.install(json.loads(_f.read()))\n"
+    "sim_network.install()\n"
+    "sys.path.pop(0)\n"
+    "del sim_machine, sim_network, _f\n"
+)
 # The firmware passes its whole-run tests at this heap today; the pico_w
 # budget (128 KB) once the heap work lands. LIGHTNODE_FW_HEAP overrides.
 DEFAULT_HEAP_KB = 320
@@ -82,11 +95,12 @@ class Firmware:
         self.log_path = rig.tmp / ("firmware-%d.log" % self.n)
         rom = mp.rom_image()
         kb = heap + -(-rom.stat().st_size // 1024) + 1  # as run_unix: the image stands for flash
-        script = rig.tmp / "fw-main.py"
+        script = rig.tmp / ("fw-main-machine.py" if rig.machine else "fw-main.py")
         if not script.exists():
             from lightnode.firmwarecli import _main_script
 
-            script.write_text(mp._PRELUDE + mp._rom_prelude(rom) + _main_script().read_text())
+            stand_ins = _MACHINE_PRELUDE % str(DEVICE_SCRIPTS) if rig.machine else ""
+            script.write_text(mp._PRELUDE + mp._rom_prelude(rom) + stand_ins + _main_script().read_text())
         env = dict(os.environ, MICROPYPATH=".frozen")
         window = rig.facts.get("default_window_s", 5)
         argv = [mp.find_micropython(), "-X", "heapsize=%dK" % kb, str(script),
@@ -131,7 +145,8 @@ class Rig:
 
     def __init__(self, tmp: Path, app: dict | None = None, pmu_rate: int = 10,
                  pmu_faults: dict | None = None, proxy: bool = False, board: str = "pico_w",
-                 heap: int | None = None) -> None:
+                 heap: int | None = None, machine: bool = False,
+                 update_seed: bytes | None = None) -> None:
         self.tmp = Path(tmp)
         self.app = {"heartbeat_every": 2, **(app or {})}
         self.pmu_rate = pmu_rate
@@ -139,6 +154,8 @@ class Rig:
         self.use_proxy = proxy
         self.board_name = board
         self.heap = heap if heap is not None else fw_heap()
+        self.machine = machine  # stand-ins for machine and network, board.json at the root
+        self.update_seed = update_seed  # registered as a node key with the update role
         self.board = self.tmp / "board"
         self.reg_path = self.tmp / "registry.db"
         self.stores = {n: "sqlite:///" + str(self.tmp / n / "ledger.db") for n in ("p", "b", "c")}
@@ -179,6 +196,8 @@ class Rig:
         for name, (cp_seed, ack_seed) in WITNESS_SEEDS.items():
             reg.add_node_key(name, "checkpoint", keys.public_key(cp_seed), admin)
             reg.add_node_key(name, "ack", keys.public_key(ack_seed), admin)
+        if self.update_seed is not None:
+            reg.add_node_key("producer", "update", keys.public_key(self.update_seed), admin)
         reg.close()
         keys.write_seed(tmp / "admin.seed", ADMIN_SEED)
         (tmp / "pmu.json").write_bytes((MAPS / "pmu_c37118.json").read_bytes())
@@ -186,6 +205,8 @@ class Rig:
         ident = json.loads((self.board / "lightnode" / "identity.json").read_text())
         self.device = bytes.fromhex(ident["device"])
         self.device_hex = ident["device"]
+        if self.machine:  # as flashing does: the board's facts at its root
+            (self.board / "board.json").write_text(json.dumps(self.facts, sort_keys=True))
 
         self.broker_port = free_port()
         self.start_broker()
