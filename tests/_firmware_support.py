@@ -202,11 +202,11 @@ class Rig:
         keys.write_seed(tmp / "admin.seed", ADMIN_SEED)
         (tmp / "pmu.json").write_bytes((MAPS / "pmu_c37118.json").read_bytes())
         run_ok("board", "unix", "init", str(self.board), "--board", self.board_name)
+        # as flashing does: the board's facts at its root (the journal's quota comes from there)
+        (self.board / "board.json").write_text(json.dumps(self.facts, sort_keys=True))
         ident = json.loads((self.board / "lightnode" / "identity.json").read_text())
         self.device = bytes.fromhex(ident["device"])
         self.device_hex = ident["device"]
-        if self.machine:  # as flashing does: the board's facts at its root
-            (self.board / "board.json").write_text(json.dumps(self.facts, sort_keys=True))
 
         self.broker_port = free_port()
         self.start_broker()

@@ -23,6 +23,7 @@ from lightnode.drivers.c37118 import frames
 from lightnode.drivers.c37118.errors import RemoteProtocolError
 
 from . import VERSION, ack, readings, txn, wire
+from .journal import JournalFull
 from .points import (
     P_HIGH,
     P_ID,
@@ -51,6 +52,12 @@ RX_BYTES = 512  # read from the source at a time
 LOSS_MS = 3000  # no frame this long: the source is lost
 RETRY_MS = 1000  # before connecting to the source again
 RESEND_POLL_MS = 1000  # an idle uplink looks this often for a new MQTT session
+# Flash running short (pending bytes, % of the journal's quota; docs/journal.md):
+DECIMATE_AT = 50  # from here each routine window is signed as one min/max/mean sample
+WIDEN_AT = 80  # from here WIDEN_WINDOWS decimated windows share one transaction
+WIDEN_WINDOWS = 12  # (a minute at a Pico W's 5 s window; held in RAM until signed)
+EVENT_ROOM = 10  # the quota's last part is for events only: routine records stop short of it
+TX_OVERHEAD = 320  # bytes a transaction adds to its body on flash, at most (record header, COSE)
 
 # C37.118 STAT bits
 _STAT_ERROR = 0xC000  # data error: anything but 00 is not good data
@@ -108,9 +115,13 @@ class App:
         self.set_aside = {}  # seq -> NACK reason: never sent again
         self.sent_through = -1  # highest seq handed to the uplink on this MQTT session
         self._session = 0  # the client's session count when sent_through was last reset
+        self._agg = []  # decimated windows (encoded series) waiting to share a transaction
+        # app.json may set it (tests: a widened transaction sooner)
+        self.widen_windows = int(plan.get("app", {}).get("widen_windows", WIDEN_WINDOWS))
         self.stats = {"readings": 0, "events": 0, "heartbeats": 0, "frames": 0, "freed": 0,
                       "acks": 0, "bad_acks": 0, "nacks": 0, "appended": 0, "first_seq": None,
-                      "last_seq": None, "min_free_heap": None, "window_samples": 0}
+                      "last_seq": None, "min_free_heap": None, "window_samples": 0,
+                      "decimated": 0, "dropped": 0, "quota": journal.quota}
         self._flush = asyncio.Event()  # an event: close the window now
         self._new = asyncio.Event()  # a new record or an ack for the uplink
         self._ack_ev = asyncio.Event()
@@ -300,7 +311,22 @@ class App:
 
     # -- batcher and signer -------------------------------------------------------
 
-    def _sign(self, kind, body):
+    def _fill(self):
+        """Pending bytes as a percentage of the journal's quota."""
+        return self.journal.pending_bytes() * 100 // self.journal.quota
+
+    def _room(self, kind, body_bytes):
+        """Whether a transaction of about ``body_bytes`` fits; routine ones leave EVENT_ROOM free."""
+        j = self.journal
+        limit = j.quota
+        if kind != wire.KIND_EVENT:
+            limit -= j.quota * EVENT_ROOM // 100
+        return j.pending_bytes() + body_bytes + 2 * TX_OVERHEAD <= limit  # a skip event may go first
+
+    def _sign(self, kind, body, body_bytes=64):
+        """Sign and journal one transaction; False if the journal has no room for it (not signed)."""
+        if not self._room(kind, body_bytes):
+            return False
         j = self.journal
         seq, skipped = j.reserve_seq()
         if skipped > 0:
@@ -312,40 +338,76 @@ class App:
                           wire.E_VALUE: skipped, wire.E_TIME: self.clock.now_us()})
             self.stats["events"] += 1
             seq, skipped = j.reserve_seq()
-        self._append(seq, kind, body)
+        return self._append(seq, kind, body)
 
     def _append(self, seq, kind, body):
         j = self.journal
         data, tx_id = txn.make(self.key, self.device, self.segment, seq, j.prev,
                                self.clock.stamp(), kind, body, self._protected)
-        j.append(seq, tx_id, data)
+        try:
+            j.append(seq, tx_id, data)
+        except JournalFull:
+            # larger than _room guessed: the number is skipped, and recorded with the next
+            self.log("journal full: seq %d not used" % seq)
+            return False
         data = None
         st = self.stats
         st["appended"] += 1
         if st["first_seq"] is None:
             st["first_seq"] = seq
         st["last_seq"] = seq
+        return True
 
     def close_window(self):
-        """Sign what the window holds: events first, then one readings transaction."""
+        """Sign what the window holds: events first, then its readings.
+
+        Events are never decimated and never dropped: one the journal has
+        no room for waits for the next window. Routine readings are
+        decimated before signing as the journal fills (docs/journal.md):
+        past DECIMATE_AT % of the quota a window becomes one min/max/mean
+        sample, past WIDEN_AT % ``widen_windows`` such windows share one
+        transaction; in the quota's last EVENT_ROOM % they are dropped, and
+        counted.
+        """
         while self.events:
-            self._sign(wire.KIND_EVENT, self.events.pop(0))
+            if not self._sign(wire.KIND_EVENT, self.events[0]):
+                self.log("journal full: %d events wait" % len(self.events))
+                break
+            self.events.pop(0)
             self.stats["events"] += 1
+        fill = self._fill()
         n = self.n
         if n:
             # memoryviews of the window's arrays: encoded in place, nothing copied
             pts = [(pt[P_ID], pt[P_ORDER], memoryview(self.cols[j])[:n])
                    for j, pt in enumerate(self.points)]
             q = memoryview(self.quality)[:n] if self.q_any else None
-            body = [readings.series_cbor(memoryview(self.times)[:n], self.period_us or 1, pts, q,
-                                         self.gaps or None, t0=self.t0)]
+            enc = readings.window_cbor if fill >= DECIMATE_AT else readings.series_cbor
+            raw = enc(memoryview(self.times)[:n], self.period_us or 1, pts, q,
+                      self.gaps or None, t0=self.t0)
             pts = q = None
             self.n = 0
             self.q_any = False
             self.gaps = []
             gc.collect()
-            self._sign(wire.KIND_READINGS, body)
-            self.stats["readings"] += 1
+            if fill >= DECIMATE_AT:
+                self._agg.append(raw)
+                self.stats["decimated"] += 1
+            elif self._sign(wire.KIND_READINGS, [raw], len(raw.data)):
+                self.stats["readings"] += 1
+            else:
+                self.stats["dropped"] += 1
+            raw = None
+        agg = self._agg
+        if agg and (fill < WIDEN_AT or len(agg) >= self.widen_windows or not self._running):
+            size = 0
+            for r in agg:
+                size += len(r.data)
+            if self._sign(wire.KIND_READINGS, agg, size):
+                self.stats["readings"] += 1
+            else:
+                self.stats["dropped"] += len(agg)
+            self._agg = []
         self.journal.sync()
         self._new.set()
 
@@ -369,7 +431,9 @@ class App:
             wire.HB_TIME_QUALITY: self.clock.quality()[0],
             wire.HB_RESET_CAUSE: self.reset_cause,
         }
-        self._sign(wire.KIND_HEARTBEAT, body)
+        if not self._sign(wire.KIND_HEARTBEAT, body):
+            self.stats["hb_dropped"] = self.stats.get("hb_dropped", 0) + 1
+            return
         self.journal.sync()
         self.stats["heartbeats"] += 1
         self._new.set()

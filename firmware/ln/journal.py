@@ -111,6 +111,7 @@ class Journal:
         self._ring = []  # freed files, oldest first: [number, bytes]
         self._head = None  # the open newest pending file
         self._num = -1  # highest file number in use
+        self._head_freed = 0  # bytes of freed records still in the oldest pending file
         self.repaired = []  # (file, offset, bytes cut) of this open
         self.state_lost = False
         self._open()
@@ -272,6 +273,21 @@ class Journal:
             k, size = self._ring.pop(0)
             self._remove(RING % k)
             total -= size
+        self._head_freed = self._freed_bytes()
+
+    def _freed_bytes(self):
+        # headers only: the freed records at the front of the oldest pending file
+        if not self._segs or self._segs[0][1] >= self._freed:
+            return 0
+        used = 0
+        with open(self._path(SEGMENT % self._segs[0][0]), "rb") as f:
+            while True:
+                h = self._read_header(f)
+                if h is None or h[2] >= self._freed:
+                    break
+                used += HEADER_BYTES + h[0]
+                f.seek(h[0], 1)
+        return used
 
     def _to_ring(self, seg):
         os.rename(self._path(SEGMENT % seg[0]), self._path(RING % seg[0]))
@@ -300,9 +316,7 @@ class Journal:
         if not self._last < seq < self._next:
             raise ValueError("seq %d was not reserved after %d" % (seq, self._last))
         size = HEADER_BYTES + n
-        used = 0
-        for s in self._segs:
-            used += s[3]
+        used = self.pending_bytes()
         if used + size > self.quota:
             raise JournalFull("journal full: %d of %d bytes" % (used, self.quota))
         if self._head is None:
@@ -393,11 +407,18 @@ class Journal:
                     return None
         return None
 
-    def usage(self):
-        """``(bytes, records)`` of pending records on flash, for heartbeats and decimation."""
-        used = count = 0
+    def pending_bytes(self):
+        """Bytes the pending records take on flash (what the quota bounds); no file is read."""
+        used = -self._head_freed
         for s in self._segs:
             used += s[3]
+        return used
+
+    def usage(self):
+        """``(bytes, records)`` of pending records on flash, for heartbeats."""
+        used = self.pending_bytes()
+        count = 0
+        for s in self._segs:
             count += s[4]
         if self._segs and self._segs[0][1] < self._freed:
             for q, _i, _b in self._records([SEGMENT % self._segs[0][0]], -1):

@@ -241,6 +241,22 @@ def test_quota():
     j.close()
 
 
+def test_pending_bytes_leave_out_freed_records_still_in_place():
+    root = _fresh()
+    # segments of two records (296 bytes): freeing 0-2 leaves 2 freed in place beside 3
+    j = _open(root, 64000, segment_bytes=400)
+    for i in range(5):
+        _add(j, i)
+    j.sync()
+    assert j.pending_bytes() == 5 * 148
+    j._free(2)
+    assert j.pending_bytes() == 2 * 148 and j.usage() == (2 * 148, 2)
+    j.close()
+    j = _open(root, 64000, segment_bytes=400)  # found again at open
+    assert j.pending_bytes() == 2 * 148
+    j.close()
+
+
 def _ack_journal():
     root = _fresh()
     j = _open(root, 64000)

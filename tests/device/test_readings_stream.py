@@ -1,5 +1,7 @@
 # readings.series_cbor writes a series straight into CBOR (no list per
 # point); it must give exactly the bytes of cbor.dumps(readings.series(...)).
+# readings.window_cbor (a window decimated to one sample) likewise those of
+# cbor.dumps(readings.decimate(..., agg=n)).
 from ln import cbor, readings
 
 PORTS = ("unix", "wasm")
@@ -47,6 +49,27 @@ def test_stream_equals_map_encoding():
             assert got.data == want, (seed, n)
             cases += 1
     assert cases == 96
+
+
+def test_window_decimated_equals_decimate():
+    cases = 0
+    for seed in range(1, 25):
+        for n in (1, 2, 3, 17):
+            args = _case(seed, n, 1 + seed % 5, seed % 2 == 0, seed % 3 == 0, seed % 4 == 0)
+            times, period, points, quality, gaps = args
+            want = cbor.dumps(readings.decimate(times, period, points, n, quality, gaps))
+            assert readings.window_cbor(*args).data == want, (seed, n)
+            # offsets from t0, as a board's window buffers hold them
+            t0 = times[0]
+            rel = [t - t0 for t in times]
+            assert readings.window_cbor(rel, period, points, quality, gaps, t0=t0).data == want
+            cases += 1
+    assert cases == 96
+    (back,) = readings.decode_body(cbor.loads(cbor.dumps([readings.window_cbor(*args)])))
+    assert back["agg"] == 17 and len(back["times"]) == 1
+    for got, want in zip(back["points"], points):
+        assert got[4] == [min(want[2])] and got[5] == [max(want[2])]
+        assert got[2] == [sum(want[2]) // 17]
 
 
 def test_stream_in_a_body_decodes_back():
