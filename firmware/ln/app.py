@@ -18,6 +18,7 @@ import asyncio
 import gc
 from array import array
 
+from lightnode.drivers import ticks
 from lightnode.drivers.c37118 import client as c37
 from lightnode.drivers.c37118 import frames
 from lightnode.drivers.c37118.errors import RemoteProtocolError
@@ -52,6 +53,7 @@ RX_BYTES = 512  # read from the source at a time
 LOSS_MS = 3000  # no frame this long: the source is lost
 RETRY_MS = 1000  # before connecting to the source again
 RESEND_POLL_MS = 1000  # an idle uplink looks this often for a new MQTT session
+RESEND_AFTER_MS = 20000  # records out, link up, no ack this long: every pending record again
 # Flash running short (pending bytes, % of the journal's quota; docs/journal.md):
 DECIMATE_AT = 50  # from here each routine window is signed as one min/max/mean sample
 WIDEN_AT = 80  # from here WIDEN_WINDOWS decimated windows share one transaction
@@ -115,6 +117,8 @@ class App:
         self.set_aside = {}  # seq -> NACK reason: never sent again
         self.sent_through = -1  # highest seq handed to the uplink on this MQTT session
         self._session = 0  # the client's session count when sent_through was last reset
+        self._freed_seen = 0  # stats["freed"] when acks last moved
+        self._progress_us = 0
         self._agg = []  # decimated windows (encoded series) waiting to share a transaction
         # app.json may set it (tests: a widened transaction sooner)
         self.widen_windows = int(plan.get("app", {}).get("widen_windows", WIDEN_WINDOWS))
@@ -518,10 +522,22 @@ class App:
         # (PUBACKed, never delivered), so every record still pending goes out again. The
         # first session carries nothing lost: the client's window sends what it holds.
         # Records in that window at a reconnect go twice; the node takes a repeat as one.
-        k = self.client.sessions
-        if k != self._session:
+        # Likewise when the link is up and acks have not moved for RESEND_AFTER_MS though
+        # records went out: a node that came back after the broker lost its subscription
+        # missed them, and nothing else would send them again.
+        c = self.client
+        k = c.sessions
+        now = ticks.ticks_us()
+        freed = self.stats["freed"]
+        if (freed != self._freed_seen or self.sent_through < 0 or not c.connected
+                or not self.journal.pending_bytes()):
+            self._freed_seen = freed
+            self._progress_us = now
+        stalled = ticks.ticks_diff(now, self._progress_us) > RESEND_AFTER_MS * 1000
+        if k != self._session or stalled:
             if self._session:
                 self.sent_through = -1
+                self._progress_us = now
                 self.stats["republishes"] = self.stats.get("republishes", 0) + 1
             self._session = k
 
@@ -568,8 +584,6 @@ class App:
         self.close_window()
         self.heartbeat()
         self._new.set()
-        from lightnode.drivers import ticks
-
         t0 = ticks.ticks_us()
         while self.journal.usage()[1] and ticks.ticks_diff(ticks.ticks_us(), t0) < drain_s * 1000000:
             await asyncio.sleep_ms(100)
