@@ -387,14 +387,14 @@ def _cbor2(doc: bytes) -> Any:
 RECHECK = False  # also re-encode each decoded document and compare (see _load)
 
 
-def _load(data: bytes, tag_depth: int = TAGS_NONE) -> Any:
+def _load(data: bytes, tag_depth: int = TAGS_NONE, max_bytes: int = spec.MAX_TX_BYTES) -> Any:
     """Scan, decode with cbor2, and check the bytes are exactly our encoding of what came out.
 
     cbor2 gives some tag numbers a meaning of its own (bignums, sets, ...),
     so it never sees a tag: a tagged item's content is decoded on its own
     and wrapped in a ``CBORTag`` with the number the bytes carry.
     """
-    spans = scan(data, tag_depth)
+    spans = scan(data, tag_depth, max_bytes)
     if tag_depth == TAGS_TOP and data[0] >> 5 == 6:
         number, content = _tag_head(data, 0)
         obj: Any = cbor2.CBORTag(number, _cbor2(data[content:]))

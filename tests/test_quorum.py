@@ -376,3 +376,15 @@ def test_refused_without_alarm(tmp_path: Path) -> None:
     assert f.feed([b"\xa0"]) == witness.REFUSED
     assert _alarm_kinds(f) == [] and f.sent == []
     assert f.feed(msgs) == witness.COSIGNED
+
+
+def test_a_backlog_block_larger_than_a_transaction_is_cosigned(tmp_path: Path) -> None:
+    # After an outage a device's backlog arrives at once: the block message is far over the
+    # 16 KB transaction limit, and must still be taken (the limit of a block message is its own).
+    f = Fed(tmp_path)
+    ledger, out, p = _producer(tmp_path)
+    d = Device(4)
+    msgs = _cut(ledger, p, out, [d.tx() for _ in range(120)])
+    assert len(msgs) == 1 and len(msgs[0]) > spec.MAX_TX_BYTES
+    assert f.feed(msgs) == witness.COSIGNED
+    assert _alarm_kinds(f) == []

@@ -50,6 +50,10 @@ B_VERSION, B_CHECKPOINT, B_START, B_CONSISTENCY, B_CHUNK, B_CHUNKS, B_FIRST, B_E
 BLOCK_KEYS = tuple(range(8))
 CHUNK_BYTES = 256 * 1024  # under the node transport's packet limit, with room for the rest
 MAX_CHUNKS = 4096
+# A block message: one chunk of entries plus the checkpoint, the consistency proof and the
+# header fields; far below the transport's packet limit. Not the transaction limit: a block
+# after an outage carries many transactions.
+MAX_BLOCK_MESSAGE = CHUNK_BYTES + 64 * 1024
 CATCHUP_BLOCKS = 4  # blocks sent again to a lagging witness per cut
 CATCHUP_BACKOFF_MAX = 16  # cuts between tries, at most, while it stays silent
 BREAKS_PER_LOOK = 256  # entries after holes examined per look at a device's watermark
@@ -122,7 +126,7 @@ class BlockError(ValueError):
 def decode_block_message(data: bytes) -> BlockMessage:
     """One block message, shape checked (the checkpoint's signature is the witness's job)."""
     try:
-        m = wire._load(bytes(data), wire.TAGS_NONE)
+        m = wire._load(bytes(data), wire.TAGS_NONE, MAX_BLOCK_MESSAGE)
     except WireError as e:
         raise BlockError("block message: %s" % e) from None
     if type(m) is not dict or sorted(m) != list(BLOCK_KEYS) or m[B_VERSION] != BLOCK_VERSION:
