@@ -139,7 +139,7 @@ class Runner:
         self.operators: dict[str, bytes] = {}
         self.devices: dict[str, Any] = {}
         self.grid: Any = None
-        self.nodes_by_device: dict[str, LightNode] = {}
+        self.nodes_by_device: dict[str, Any] = {}  # a LightNode, or a FirmwareNode
         self.op_actions: list[dict[str, Any]] = []
         self._live_flags: dict[tuple[Any, ...], Any] = {}
         self._live_rej: dict[tuple[int, str, str], dict[str, Any]] = {}
@@ -165,7 +165,7 @@ class Runner:
             return self.nodes_by_device[name]
         raise RunError("no light node or device %r in scenario %s" % (name, self.scn.name))
 
-    def light_node_of_device(self, name: str) -> LightNode | None:
+    def light_node_of_device(self, name: str) -> Any:
         if name in self.nodes_by_device:
             return self.nodes_by_device[name]
         for n in self._fleet.nodes:
@@ -222,15 +222,45 @@ class Runner:
 
     # -- setting up ----------------------------------------------------------------------
 
-    def _firmware_check(self) -> None:
+    def _firmware_plan(self) -> set[str]:
+        """The light nodes that run the real firmware: ``--firmware N|all`` or the file's choice.
+
+        The firmware reads a PMU over C37.118 (``firmware/ln/app.py``): only PMU light nodes
+        can, and not those an attack acts on through the emulated node's own records
+        (spoofed, replayed, tampered, revoked, cloned).
+        """
         fw = self.opts.firmware
-        wants = any(n.firmware for n in self.scn.light_nodes)
-        if fw or wants:
+        chosen = {n.name for n in self.scn.light_nodes if n.firmware}
+        if not fw and not chosen:
+            return set()
+        busy = {a.target for a in self.scn.attacks
+                if a.kind in ("spoofed_device", "replay", "tamper", "revoked_device",
+                              "cloned_device")}
+        kinds = {d.name: d.kind for d in self.scn.devices}
+        able = [n.name for n in self.scn.light_nodes
+                if kinds.get(n.device) == "pmu" and n.name not in busy]
+        bad = chosen - set(able)
+        if bad:
+            raise RunError("light node(s) %s cannot run the firmware: it reads PMUs over C37.118, "
+                           "and an attack on a node needs the emulated node" % ", ".join(sorted(bad)))
+        want = len(able) if fw == "all" else int(fw or 0)
+        if want > len(able):
             raise RunError(
-                "--firmware: light nodes running the real firmware in the unix port cannot take "
-                "part in a simulation run yet (the firmware reads a PMU over C37.118 and the "
-                "runner does not yet serve the scenario's devices to unix-port boards); run "
-                "the emulated fleet, or 'lightnode firmware run' for one board")
+                "--firmware %s: scenario %s has %d light node(s) that can run the real firmware "
+                "(PMU light nodes no attack acts on: %s); the firmware reads a PMU over C37.118 "
+                "only" % (fw, self.scn.name, len(able), ", ".join(able) or "none"))
+        for name in able:
+            if len(chosen) >= want:
+                break
+            chosen.add(name)
+        from lightnode import micropython as mp
+        from lightnode.errors import HarnessError
+
+        try:
+            mp.find_micropython()
+        except HarnessError as e:
+            raise RunError("--firmware: %s" % e) from e
+        return chosen
 
     def _make_fleet(self) -> None:
         scn = self.scn
@@ -245,8 +275,15 @@ class Runner:
                 raise RunError("--nodes must be at least 1")
             specs = specs[:n_want]
         nodes: list[LightNode] = []
+        self.firmware_nodes: list[FirmwareNode] = []
+        fw = self._firmware_plan()
         for i, ln in enumerate(specs):
             dev = self.devices.get(ln.device)
+            if ln.name in fw:
+                fwn = FirmwareNode(ln.name, ln.board, dev, self.out / "boards" / ln.name)
+                self.firmware_nodes.append(fwn)
+                self.nodes_by_device.setdefault(ln.device, fwn)
+                continue
             source: Any
             if dev is not None and hasattr(dev, "sample"):
                 source = GridDeviceSource(dev, int(self.t0_wall * 1e6))
@@ -289,7 +326,6 @@ class Runner:
     # -- the run ---------------------------------------------------------------------------
 
     async def main(self) -> dict[str, Any]:
-        self._firmware_check()
         self._make_fleet()
         self._provision()
         async with contextlib.AsyncExitStack() as stack:
@@ -308,6 +344,8 @@ class Runner:
                 self.broker_host, self.broker_port = "127.0.0.1", port
                 self.broker_url = "mqtt://127.0.0.1:%d" % port
             stack.callback(self.cluster.close)
+            for fwn in self.firmware_nodes:
+                await asyncio.to_thread(fwn.provision, self.cluster, self.broker_url, self.out)
             self.cluster.start(self.broker_url)
             await asyncio.to_thread(self.cluster.wait_ready)
             fleet = self._fleet = Fleet(self.broker_host, self.broker_port, self.segment,
@@ -324,10 +362,16 @@ class Runner:
                     n.source.t0_us = int(self.t0_wall * 1e6)
             for d in self.devices.values():  # the devices' clocks start with the run
                 d.t0_us = int(self.t0_wall * 1e6)
+            for fwn in self.firmware_nodes:  # its PMU served over C37.118, the board started
+                ep = stack.enter_context(fwn.device.serve(clock=lambda: time.monotonic() - self.t0))
+                fwn.start(ep, self.scn.duration_s)
+                stack.callback(fwn.kill)
             await fleet.start(self.t0)
             self.spawn(self._watch_producer())
             await self._schedule_and_wait()
             await self._drain()
+            for fwn in self.firmware_nodes:  # each board drains its own acks, then stops
+                await asyncio.to_thread(fwn.wait)
             self.wall_s = time.time() - self.t0_wall
             for inj in self.injectors:
                 with contextlib.suppress(Exception):
@@ -543,6 +587,15 @@ class Runner:
             total_lost += len(lost)
             latencies += [(r.acked_at - r.signed_at) * 1000 for r in legit
                           if r.acked_at is not None]
+        for fwn in self.firmware_nodes:
+            row = fwn.summary(entries)
+            nodes.append(row)
+            total_tx += row["tx_signed"]
+            total_committed += row["tx_committed"]
+            total_readings += row["readings"]
+            total_lost += row["lost"]
+            if row["lost"]:
+                lost_detail.append("%s (firmware): %d not committed" % (fwn.name, row["lost"]))
         flags = self._merge_flags(st["flags"])
         rejections = self._merge_rejections(st["rejections"])
         detections = [{"t_s": round(f.time / 1e6 - self.t0_wall, 3), "kind": f.kind,
@@ -585,7 +638,7 @@ class Runner:
     def _device_name(self, device: bytes | None) -> str:
         if device is None:
             return ""
-        for n in self._fleet.nodes:
+        for n in [*self._fleet.nodes, *self.firmware_nodes]:
             if n.device_id == device:
                 return n.name
         for name in self.operators:
@@ -623,10 +676,107 @@ class Runner:
         return {"t_s": grid, "frequency_hz": freq, "angle_deg": ang}
 
 
+class FirmwareNode:
+    """A light node running the real firmware in the MicroPython unix port, on a served PMU.
+
+    Its board is a unix-port directory in the run's folder, made and
+    provisioned as a utility would (``lightnode.provision``: the board makes
+    its key, the device is registered with its point map, its config names
+    the broker and the node keys); ``lightnode firmware run`` runs it at its
+    board's heap budget for the scenario's length, reading the PMU the grid
+    drives over C37.118, and prints its counters at the end.
+    """
+
+    def __init__(self, name: str, board: str, device: Any, root: Path) -> None:
+        self.name, self.board, self.device, self.root = name, board, device, root
+        self.device_id = b""
+        self.proc: Any = None
+        self.stats: dict[str, Any] = {}
+        self.output = ""
+
+    @property
+    def hex(self) -> str:
+        return self.device_id.hex()
+
+    def provision(self, cluster: Cluster, broker_url: str, out: Path) -> None:
+        from lightnode import provision
+
+        if self.root.exists():
+            import shutil
+
+            shutil.rmtree(self.root)
+        ident = provision.init_unix_board(self.root, self.board)
+        assert cluster.reg is not None
+        # the shipped map with this PMU's IDCODE: the firmware asks the PMU for its stream by it
+        pm = json.loads(Path(self.device.map_path).read_text())
+        pm["source"]["idcode"] = int(self.device.params["idcode"])
+        map_path = self.root.parent / ("%s-pointmap.json" % self.name)
+        map_path.write_text(json.dumps(pm, indent=1))
+        provision.provision(str(self.root), cluster.reg, cluster.admin, cluster.segment,
+                            map_path, broker_url, out / "device-passwords")
+        self.device_id = ident.device_id
+
+    def start(self, ep: Any, seconds: float) -> None:
+        import subprocess
+        import sys
+
+        app = self.root / "lightnode" / "app.json"
+        app.write_text(json.dumps({"source": {"host": ep.host, "port": ep.port},
+                                   "heartbeat_every": 2}))
+        self.log = open(self.root.parent / ("%s.log" % self.name), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from lightnode.cli import main; main()", "firmware", "run",
+             "--board", "unix", str(self.root), "--seconds", "%g" % seconds, "--json"],
+            stdout=subprocess.PIPE, stderr=self.log)
+
+    def wait(self, timeout: float = 120.0) -> None:
+        if self.proc is None:
+            return
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except Exception:  # a board that does not stop is stopped; its counters are lost
+            self.kill()
+            return
+        self.output = out.decode(errors="replace")
+        lines = [ln for ln in self.output.splitlines() if ln.startswith("{")]
+        if lines:
+            with contextlib.suppress(ValueError):
+                self.stats = json.loads(lines[-1])
+        self.log.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def summary(self, entries: dict[tuple[bytes, int], Any]) -> dict[str, Any]:
+        st = self.stats
+        first, last = st.get("first_seq"), st.get("last_seq")
+        signed = int(st.get("appended", 0))
+        mine = [e for (d, _), e in entries.items() if d == self.device_id]
+        committed = sum(1 for e in mine if first is not None and first <= e.seq <= last)
+        readings = 0
+        for e in mine:
+            if e.kind == spec.KIND_READINGS:
+                from lightnode import wire
+
+                with contextlib.suppress(Exception):
+                    readings += sum(len(s.times) * len(s.points)
+                                    for s in wire.decode(e.data).readings())
+        return {"name": self.name, "device_id": self.device_id.hex(), "device_kind": "pmu",
+                "board": self.board, "firmware": True, "tx_signed": signed,
+                "tx_committed": committed, "readings": readings,
+                "lost": max(0, signed - committed) if st else 1,
+                "acked": int(st.get("freed", 0)), "pending": int(st.get("pending", 0)),
+                "bad_acks": int(st.get("bad_acks", 0)), "nacks": int(st.get("nacks", 0)),
+                **({} if st else {"note": "the board printed no counters: see its log"})}
+
+
 def _clear(out: Path) -> None:
     """A folder used before: what a run writes there goes (a run's folder is that run's alone)."""
     for pattern in ("registry.db*", "ledger.db*", "node-*.db*", "node-*-keys.json", "node-*.log",
-                    "node-stats.json", "*.seed", "run.json", "report.html"):
+                    "node-stats.json", "*.seed", "run.json", "report.html", "device-passwords",
+                    "boards/*.log", "boards/*-pointmap.json"):
         for p in out.glob(pattern):
             p.unlink()
 
