@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,12 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _need import missing
 from _node_support import (
+    MOSQUITTO,
+    MOSQUITTO_CONF,
     SEGMENT,
     Device,
     NodeProcess,
+    free_port,
     make_registry,
-    mosquitto,
+    running_mosquitto,
     store_url,
 )
 from lightnode import keys, registry
@@ -57,6 +63,7 @@ class Net:
         self.final_size = 0
         self.records: dict[tuple[bytes, int], bytes] = {}
         self.client = Transport.from_url("mqtt://127.0.0.1:%d" % port, client_id="ack-gaps")
+        self.broker: Broker | None = None
 
     def start(self, devices: list[Device]) -> None:
         for name, (cp_seed, ack_seed) in WITNESS_SEEDS.items():
@@ -163,13 +170,36 @@ class Net:
         time.sleep(QUIET_S)
 
 
+class Broker:
+    """Our Mosquitto (no persistence), which a test may SIGKILL and start again on the same port."""
+
+    def __init__(self, stack: contextlib.ExitStack, conf: Path, port: int, tmp: Path) -> None:
+        self.stack, self.conf, self.port, self.tmp = stack, conf, port, tmp
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if not os.path.exists(MOSQUITTO):
+            missing("mosquitto is not installed (Debian: apt-get install mosquitto)")
+        self.runs += 1
+        log = self.tmp / ("mosquitto-%d.log" % self.runs)
+        self.proc = self.stack.enter_context(
+            running_mosquitto(MOSQUITTO, self.conf, [self.port], log)
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(5)
+
+
 @contextlib.contextmanager
 def net(tmp: Path, kind: str, devices: list[Device]) -> Iterator[Net]:
     with contextlib.ExitStack() as stack:
         urls = {}
-        for n in ("p", "b", "c"):
-            (tmp / n).mkdir()
-            urls[n] = stack.enter_context(store_url(kind, tmp / n))
+        for part in ("p", "b", "c"):
+            (tmp / part).mkdir()
+            urls[part] = stack.enter_context(store_url(kind, tmp / part))
         reg_path = tmp / "registry.db"
         reg = make_registry(reg_path, devices)
         admin = reg.as_operator("admin", b"\xad" * 32)
@@ -177,8 +207,12 @@ def net(tmp: Path, kind: str, devices: list[Device]) -> Iterator[Net]:
             reg.add_node_key(name, "checkpoint", keys.public_key(cp_seed), admin)
             reg.add_node_key(name, "ack", keys.public_key(ack_seed), admin)
         reg.close()
-        port = stack.enter_context(mosquitto(tmp))
+        port = free_port()
+        conf = tmp / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=port, inflight=4096, queued=200_000))
         n = Net(tmp, port, urls, reg_path)
+        n.broker = Broker(stack, conf, port, tmp)
+        n.broker.start()
         try:
             n.start(devices)
             yield n
@@ -217,6 +251,52 @@ def test_an_ack_never_passes_records_the_ledger_lacks(tmp_path: Path, kind: str)
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_node_restart_keeps_the_rule(tmp_path: Path, kind: str) -> None:
     _lost_then_late(tmp_path, kind, restart=True)
+
+
+def test_a_block_the_witnesses_missed_in_a_broker_restart_is_sent_again(tmp_path: Path) -> None:
+    # The broker SIGKILLed and started again without persistence, the witnesses back after the
+    # producer: the blocks cut in between reach no witness. The producer sends a witness the
+    # blocks it has not cosigned again, per chain: the general chain's blocks, cosigned after
+    # the restart, must not stand for the segment's (the segment block stayed never final, and
+    # the device got no ack again however much the chain grew).
+    d = Device(35)
+    with net(tmp_path, "sqlite", [d]) as n:
+        assert n.broker is not None
+        n.send(d, range(5))
+        n.await_ack(d, 4)
+        for w in n.witnesses:
+            os.kill(w.pid, signal.SIGSTOP)
+        try:
+            n.broker.kill()
+            n.broker.start()
+            assert n.client.wait_connected(10)
+            deadline = time.monotonic() + 15
+            while not n.producer.stats().get("connected"):
+                assert time.monotonic() < deadline, "the producer did not reconnect"
+                time.sleep(0.05)
+            time.sleep(0.5)  # the producer's subscription is renewed with its CONNECT
+            n.send(d, range(5, 10))  # committed and cut while no witness listens
+            deadline = time.monotonic() + 15
+            while n.producer.stats().get("stored", 0) < 10:
+                assert time.monotonic() < deadline, n.producer.log()[-3000:]
+                time.sleep(0.05)
+            time.sleep(1.0)  # cut (block age 200 ms) and published to nobody
+        finally:
+            for w in n.witnesses:
+                os.kill(w.pid, signal.SIGCONT)
+        # the witnesses reconnect; new records, one a second, make new blocks (and catch-up tries)
+        seq = 10
+        deadline = time.monotonic() + 30
+        while not n.acked(d) or max(n.acked(d)) < 9:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    "no ack past 4 after the restart (acked %s); producer log:\n%s"
+                    % (n.acked(d), n.producer.log()[-3000:])
+                )
+            n.send(d, [seq])
+            seq += 1
+            time.sleep(1.0)
+        n.await_ack(d, seq - 1)
 
 
 def _skip_event(value: int) -> dict:

@@ -192,7 +192,9 @@ class Producer:
         # device -> (through, end): every seq <= through is an entry of index < end, or one
         # the device said it skipped; made again from the store after a restart
         self._marks: dict[bytes, tuple[int, int]] = {}
-        self._lag: dict[bytes, _Lag] = {}
+        # (chain, witness kid) -> how far it cosigned: per chain, since the general chain's
+        # blocks (one a cut) cosigned after a broker restart say nothing of a segment block lost
+        self._lag: dict[tuple[str, bytes], _Lag] = {}
         self._sizes: dict[str, dict[int, int]] = {}
         self.sent_blocks = 0
         self.acks_sent = 0
@@ -245,7 +247,10 @@ class Producer:
     def _catch_up(self, new: Block) -> None:
         """Send again the oldest blocks a witness has not cosigned, with a backoff while it is silent."""
         for kid in sorted(self.ledger.witnesses):
-            lag = self._lag.setdefault(kid, _Lag(self._last_cosigned(new.chain, kid, new.height)))
+            lag = self._lag.get((new.chain, kid))
+            if lag is None:
+                lag = _Lag(self._last_cosigned(new.chain, kid, new.height))
+                self._lag[(new.chain, kid)] = lag
             if lag.height >= new.height - 1:
                 lag.wait, lag.backoff = 0, 1
                 continue
@@ -289,7 +294,7 @@ class Producer:
                     log.warning("cosignature refused: %s", e)
                 return False
             assert b is not None
-            lag = self._lag.get(w.kid)
+            lag = self._lag.get((b.chain, w.kid))
             if lag is not None and b.height > lag.height:
                 lag.height, lag.wait, lag.backoff = b.height, 0, 1
             if final and not was_final:
