@@ -100,6 +100,9 @@ EV_STATUS = const(6)  # the source's own status word changed (value: the new wor
 EV_SEQ_SKIP = const(7)  # a reboot skipped sequence numbers (value: how many)
 EV_CLOCK_STEP = const(8)  # the device clock was stepped (value: the step, us)
 EV_SAFE_MODE = const(9)  # booted in safe mode (value: crashes in a row; limit: crash id, docs/updates.md)
+# the node NACKed a record the device keeps but never sends again (value: its seq; limit: the
+# reason's index in ln.ack.NACK_REASONS); the node's acks count that seq as covered (docs/acks.md)
+EV_SET_ASIDE = const(10)
 
 # Event severities (E_SEVERITY).
 SEV_INFO = const(0)
