@@ -334,9 +334,16 @@ def _install_upload(plan, wdt):
 # -- the tasks beside the application ---------------------------------------------------------
 
 
+def _died(loop, ctx):
+    # a task ended by an exception nobody awaits: end the run with it (crash log, non-zero
+    # exit; a board resets) rather than limp on without a sampler or an uplink
+    raise ctx["exception"]
+
+
 async def _run(a, wdt, root, trial, ntp, seconds):
     import asyncio
 
+    asyncio.get_event_loop().set_exception_handler(_died)
     tasks = [asyncio.create_task(_keeper(a, wdt, root, trial))]
     if ntp:
         tasks.append(asyncio.create_task(_timesync(a, ntp)))
@@ -489,6 +496,7 @@ async def _safe_loop(a, plan, wdt, root, unhealthy, every_s, seconds):
 
     from ln import fs, wire
 
+    asyncio.get_event_loop().set_exception_handler(_died)
     tasks = []
     if a is not None:
         c = a.client
