@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from _need import missing
 from _node_support import (
+    HEARTBEAT,
     MOSQUITTO,
     MOSQUITTO_CONF,
     SEGMENT,
@@ -35,7 +36,8 @@ from _node_support import (
     running_mosquitto,
     store_url,
 )
-from lightnode import keys, registry
+from lightnode import keys, registry, wire
+from lightnode.firmware.ln import ack
 from lightnode.firmware.ln import wire as spec
 from lightnode.ledger import checkpoint as cp
 from lightnode.node import acks
@@ -60,6 +62,7 @@ class Net:
         self.witnesses: list[subprocess.Popen] = []
         self.lock = threading.Lock()
         self.acks: dict[bytes, list[acks.Ack]] = {}
+        self.nacks: list[acks.Nack] = []
         self.final_size = 0
         self.records: dict[tuple[bytes, int], bytes] = {}
         self.client = Transport.from_url("mqtt://127.0.0.1:%d" % port, client_id="ack-gaps")
@@ -110,7 +113,10 @@ class Net:
         try:
             a = acks.verify_ack(payload, NODE_KEYS, WITNESS_KEYS)
         except acks.AckError:
-            return  # a NACK: counted nowhere here, the seqs checked are all that matters
+            nack = acks.verify_nack(payload, NODE_KEYS)
+            with self.lock:
+                self.nacks.append(nack)
+            return
         rec = self.records[(a.device, a.seq)]
         # what the device checks: its own record under that seq, in the cosigned tree
         acks.verify_ack(payload, NODE_KEYS, WITNESS_KEYS, record=rec, device_id=a.device)
@@ -137,6 +143,14 @@ class Net:
             d.prev = tx_id
             self.records[(d.device_id, seq)] = data
             self.client.publish(spec.TOPIC_TX % (SEGMENT, d.hex), data)
+
+    def send_refused(self, d: Device, seq: int) -> None:
+        """A record the device signed for another segment (moved, old ones pending): NACKed."""
+        other = wire.Signer(d.seed, d.device_id, "feeder-8")
+        data, tx_id = other.make(seq, d.prev, (time.time_ns() // 1000, 1, 500), 4, HEARTBEAT)
+        d.prev = tx_id  # the device chains on what it signed
+        self.records[(d.device_id, seq)] = data
+        self.client.publish(spec.TOPIC_TX % (SEGMENT, d.hex), data)
 
     def acked(self, d: Device) -> list[int]:
         with self.lock:
@@ -297,6 +311,50 @@ def test_a_block_the_witnesses_missed_in_a_broker_restart_is_sent_again(tmp_path
             seq += 1
             time.sleep(1.0)
         n.await_ack(d, seq - 1)
+
+
+def _set_aside_event(seq: int, reason: str) -> dict:
+    return {
+        spec.E_TYPE: spec.EV_SET_ASIDE,
+        spec.E_SEVERITY: spec.SEV_WARNING,
+        spec.E_VALUE: seq,
+        spec.E_LIMIT: ack.NACK_REASONS.index(reason),
+        spec.E_TIME: time.time_ns() // 1000,
+    }
+
+
+def test_a_record_the_device_set_aside_after_a_nack_is_passed_a_nack_alone_is_not(
+    tmp_path: Path,
+) -> None:
+    told, silent = Device(36), Device(37)
+    with net(tmp_path, "sqlite", [told, silent]) as n:
+        for d in (told, silent):
+            n.send(d, range(5))
+            n.send_refused(d, 5)
+            n.await_ack(d, 4)
+        deadline = time.monotonic() + 10
+        while sorted(x.seq for x in n.nacks if x.seq == 5) != [5, 5]:
+            assert time.monotonic() < deadline, "no NACK for seq 5: %s" % n.nacks
+            time.sleep(0.05)
+        reason = n.nacks[0].reason
+        assert reason == ack.NR_TOPIC, n.nacks
+        # one device says it set 5 aside (its own signed event at 6), the other says nothing
+        n.send(told, [6], spec.KIND_EVENT, _set_aside_event(5, reason))
+        n.send(told, range(7, 10))
+        n.send(silent, range(6, 10))
+        n.await_ack(told, 9)
+        n.await_final(2 * 9)
+        assert max(n.acked(silent)) == 4, n.acked(silent)
+        # the rule holds when the watermark is made again from the store after a restart,
+        # and a second event for the same seq (a reboot resent it, NACKed again) changes nothing
+        n.producer.kill()
+        n.start_producer()
+        n.send(told, [10], spec.KIND_EVENT, _set_aside_event(5, reason))
+        n.send(told, [11])
+        n.send(silent, [10])
+        n.await_ack(told, 11)
+        n.await_final(2 * 9 + 3)
+        assert max(n.acked(silent)) == 4, n.acked(silent)
 
 
 def _skip_event(value: int) -> dict:

@@ -58,6 +58,8 @@ CATCHUP_BLOCKS = 4  # blocks sent again to a lagging witness per cut
 CATCHUP_BACKOFF_MAX = 16  # cuts between tries, at most, while it stays silent
 BREAKS_PER_LOOK = 256  # entries after holes examined per look at a device's watermark
 BREAKS_PAGE = 64
+ASIDE_HOLE_MAX = 64  # a hole wider than this is never taken for set-aside records
+ASIDE_LOOK = 256  # a device's events after a hole read to find EV_SET_ASIDE, at most
 
 
 class Transport(Protocol):
@@ -192,6 +194,9 @@ class Producer:
         # device -> (through, end): every seq <= through is an entry of index < end, or one
         # the device said it skipped; made again from the store after a restart
         self._marks: dict[bytes, tuple[int, int]] = {}
+        # device -> seqs its own committed EV_SET_ASIDE events name (NACKed, kept, never sent
+        # again): covered like skipped ones; filled from final blocks, else from the store
+        self._aside: dict[bytes, set[int]] = {}
         # (chain, witness kid) -> how far it cosigned: per chain, since the general chain's
         # blocks (one a cut) cosigned after a broker restart say nothing of a segment block lost
         self._lag: dict[tuple[str, bytes], _Lag] = {}
@@ -312,6 +317,9 @@ class Producer:
         for e in entries:
             if e.device is not None and e.seq is not None:
                 mine.setdefault(e.device, []).append(e)
+                v = _set_aside(e)
+                if v is not None:
+                    self._aside.setdefault(e.device, set()).add(v)
         for dev, es in mine.items():
             through, _ = self._through(dev, b.size, es)
             self._ack_through(b, dev, through, es)
@@ -335,7 +343,9 @@ class Producer:
     # A device frees every record up to the acked seq, so an ack must never pass a number
     # the ledger lacks (a record lost on the way is still only on the device) unless the
     # device said it never used it: a reboot skips reserved numbers, and the first record
-    # after it is an EV_SEQ_SKIP event at s with value k, for s-k .. s-1.
+    # after it is an EV_SEQ_SKIP event at s with value k, for s-k .. s-1. A record the node
+    # refused (NACKed) is never committed: the device's own EV_SET_ASIDE event naming it
+    # covers it. A NACK alone never does (a forger could make the node refuse a real record).
 
     def _through(self, dev: bytes, end: int, mine: Sequence[Entry] = ()) -> tuple[int, int]:
         """(through, end): the device's watermark over entries of index < ``end`` (at least)."""
@@ -350,7 +360,11 @@ class Producer:
                 late = late or bool(e.flags & FLAG_LATE)
                 if not walk or e.seq is None or e.seq <= t:
                     continue
-                if e.seq == t + 1 or _skipped_below(e, t + 1):
+                if (
+                    e.seq == t + 1
+                    or _skipped_below(e, t + 1)
+                    or self._covered(dev, t + 1, e.seq - 1, end)
+                ):
                     t = e.seq
                 else:
                     walk = False
@@ -371,7 +385,11 @@ class Producer:
         store, chain = self.store, self.chain
         if t < 0:
             low = store.seq_edge(chain, dev, end, lowest=True)
-            if low is None or (low > 0 and not self._skipped_below(dev, low, 0)):
+            if low is None or (
+                low > 0
+                and not self._skipped_below(dev, low, 0)
+                and not self._covered(dev, 0, low - 1, end)
+            ):
                 return -1
             t = low
         looked = 0
@@ -382,14 +400,39 @@ class Producer:
                 p = store.seq_edge(chain, dev, end, below=s)
                 p = -1 if p is None else p
                 if p < s - 1 and not (
-                    kind == spec.KIND_EVENT and self._skipped_below(dev, s, p + 1)
+                    (kind == spec.KIND_EVENT and self._skipped_below(dev, s, p + 1))
+                    or self._covered(dev, p + 1, s - 1, end)
                 ):
-                    return p  # p+1 .. s-1: neither in the ledger nor said skipped
+                    return p  # p+1 .. s-1: neither in the ledger nor said skipped or set aside
                 t = s
             if len(rows) < BREAKS_PAGE:
                 top = store.seq_edge(chain, dev, end)
                 return t if top is None else max(t, top)
         return t
+
+    def _covered(self, dev: bytes, lo: int, hi: int, end: int) -> bool:
+        """Whether the device's committed EV_SET_ASIDE events (index < ``end``) name every seq lo..hi.
+
+        A hole a NACK leaves is a number or a few; a wider one is not looked for. Seqs not
+        known from final blocks (after a restart) are looked up among the device's events
+        after its entry below the hole, a bounded look.
+        """
+        if hi < lo or hi - lo >= ASIDE_HOLE_MAX:
+            return False
+        aside = self._aside.setdefault(dev, set())
+        want = range(lo, hi + 1)
+        if all(x in aside for x in want):
+            return True
+        below = self.store.entry_by_seq(self.chain, dev, lo - 1) if lo else None
+        start = below.index + 1 if below is not None else 0
+        for e in self.store.entries(
+            chain=self.chain, device=dev, kind=spec.KIND_EVENT, start=start, end=end,
+            limit=ASIDE_LOOK,
+        ):  # fmt: skip
+            v = _set_aside(e)
+            if v is not None:
+                aside.add(v)
+        return all(x in aside for x in want)
 
     def _skipped_below(self, dev: bytes, seq: int, low: int) -> bool:
         e = self.store.entry_by_seq(self.chain, dev, seq)
@@ -457,3 +500,17 @@ def _skipped_below(e: Entry, low: int) -> bool:
         return False
     k = body.get(spec.E_VALUE)
     return type(k) is int and 0 < k <= e.seq and e.seq - k <= low
+
+
+def _set_aside(e: Entry) -> int | None:
+    """The seq an EV_SET_ASIDE event of the device names (below its own), else None."""
+    if e.kind != spec.KIND_EVENT or e.seq is None:
+        return None
+    try:
+        body = wire.decode(e.data).body
+    except WireError:
+        return None
+    if type(body) is not dict or body.get(spec.E_TYPE) != spec.EV_SET_ASIDE:
+        return None
+    v = body.get(spec.E_VALUE)
+    return v if type(v) is int and 0 <= v < e.seq else None
