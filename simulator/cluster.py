@@ -36,6 +36,11 @@ PRODUCER = "node-a"
 WITNESSES = ("node-b", "node-c")
 ROLES = ("checkpoint", "ack")
 BLOCK_AGE_MS = 500  # blocks cut twice a second: acks within about a second at a light load
+# At most this many entries a block: a witness reads a block message with the transaction
+# decoder's 16 KiB limit (lightnode.node.quorum.decode_block_message), so a block of more
+# than three 5 s PMU windows (about 4 KB each) is refused and never final. Until the block
+# message has a limit of its own, blocks stay under it.
+BLOCK_ENTRIES = 3
 ADMIN = "admin"
 
 
@@ -115,11 +120,12 @@ class Cluster:
     """The registry and the three full nodes of one simulated segment."""
 
     def __init__(self, out: Path, segment: str, store: str | None = None,
-                 block_age_ms: int = BLOCK_AGE_MS) -> None:
+                 block_age_ms: int = BLOCK_AGE_MS, block_entries: int = BLOCK_ENTRIES) -> None:
         self.out = Path(out)
         self.segment = segment
         self.stores = store_urls(store, self.out)
         self.block_age_ms = block_age_ms
+        self.block_entries = block_entries
         self.registry_path = self.out / "registry.db"
         self.admin_seed = keys.generate_seed()
         self.reg: registry.Registry | None = None
@@ -181,7 +187,8 @@ class Cluster:
              "--key-file", str(self.out / ("%s-keys.json" % name))]
         if name == PRODUCER:
             a += ["--stats-file", str(self.out / "node-stats.json"),
-                  "--block-age-ms", str(self.block_age_ms)]
+                  "--block-age-ms", str(self.block_age_ms),
+                  "--block-entries", str(self.block_entries)]
         else:
             a += ["--witness"]
         return a

@@ -222,7 +222,7 @@ class Runner:
 
     # -- setting up ----------------------------------------------------------------------
 
-    def _firmware_plan(self) -> set[str]:
+    def _firmware_plan(self, specs: list[Any]) -> set[str]:
         """The light nodes that run the real firmware: ``--firmware N|all`` or the file's choice.
 
         The firmware reads a PMU over C37.118 (``firmware/ln/app.py``): only PMU light nodes
@@ -230,15 +230,14 @@ class Runner:
         (spoofed, replayed, tampered, revoked, cloned).
         """
         fw = self.opts.firmware
-        chosen = {n.name for n in self.scn.light_nodes if n.firmware}
+        chosen = {n.name for n in specs if n.firmware}
         if not fw and not chosen:
             return set()
         busy = {a.target for a in self.scn.attacks
                 if a.kind in ("spoofed_device", "replay", "tamper", "revoked_device",
                               "cloned_device")}
         kinds = {d.name: d.kind for d in self.scn.devices}
-        able = [n.name for n in self.scn.light_nodes
-                if kinds.get(n.device) == "pmu" and n.name not in busy]
+        able = [n.name for n in specs if kinds.get(n.device) == "pmu" and n.name not in busy]
         bad = chosen - set(able)
         if bad:
             raise RunError("light node(s) %s cannot run the firmware: it reads PMUs over C37.118, "
@@ -276,7 +275,7 @@ class Runner:
             specs = specs[:n_want]
         nodes: list[LightNode] = []
         self.firmware_nodes: list[FirmwareNode] = []
-        fw = self._firmware_plan()
+        fw = self._firmware_plan(specs)
         for i, ln in enumerate(specs):
             dev = self.devices.get(ln.device)
             if ln.name in fw:

@@ -11,7 +11,7 @@ main job as the README runs it (embedded broker, SQLite), and a run whose
 expectation cannot hold exits non-zero.
 
 The full-length runs are ``lightnode simulate NAME`` (``--profile full``,
-the default); here each is cut to about 13 s (``LIGHTNODE_SIM_S`` to
+the default); here each is cut to about 12 s (``LIGHTNODE_SIM_S`` to
 change it).
 """
 
@@ -28,7 +28,7 @@ from lightnode.simulator import report, scenario
 from lightnode.simulator.run import Options, run
 from rich.console import Console
 
-SHORT_S = float(os.environ.get("LIGHTNODE_SIM_S", "13"))
+SHORT_S = float(os.environ.get("LIGHTNODE_SIM_S", "12"))
 # A 50 us/s drift turns a PMU's angle 0.9 degrees a second: the analysis needs
 # about 10 s of it after the attack, which starts a sixth of the way in.
 DURATIONS = {"gps_spoof": max(SHORT_S, 36.0)}
@@ -89,6 +89,44 @@ def test_default_simulate_on_the_embedded_defaults(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["ok"] and record["scenario"]["name"] == "substation"
     assert record["broker"].endswith("(embedded)") and record["store"].startswith("sqlite:///")
+
+
+def test_a_light_node_of_the_real_firmware_takes_part(tmp_path):
+    """``--firmware 1``: one PMU light node is the firmware in the unix port, on a served PMU.
+
+    The board is a Pico 2 W here (the scenario's Pico W budget is the firmware's own test).
+    """
+    from lightnode import micropython as mp
+    from lightnode.errors import HarnessError
+
+    try:
+        mp.find_micropython()
+    except HarnessError as e:
+        pytest.skip(str(e))
+    text = scenario.path_of("substation").read_text().replace(
+        'name = "ln-pmu-north"\ndevice = "pmu-north"\n',
+        'name = "ln-pmu-north"\ndevice = "pmu-north"\nboard = "pico2_w"\n')
+    assert 'board = "pico2_w"' in text
+    (tmp_path / "substation.toml").write_text(text)
+    with mosquitto(tmp_path) as port:
+        record = run(Options(str(tmp_path / "substation.toml"), duration_s=max(SHORT_S, 15.0),
+                             firmware=1, broker="mqtt://127.0.0.1:%d" % port,
+                             out=str(tmp_path / "run"), quiet=True))
+    (fw,) = [n for n in record["light_nodes"] if n["firmware"]]
+    assert fw["name"] == "ln-pmu-north" and fw["board"] == "pico2_w", fw
+    assert fw["tx_signed"] >= 5 and fw["tx_committed"] == fw["tx_signed"] and fw["lost"] == 0, fw
+    assert fw["readings"] > 0 and fw["acked"] >= fw["tx_signed"] - 3, fw  # block acks freed it
+    assert record["totals"]["lost"] == 0 and record["ok"], record["expectations"]
+
+
+def test_firmware_is_refused_where_it_cannot_take_part(tmp_path):
+    """The firmware reads PMUs: more firmware nodes than a scenario's free PMU nodes is refused."""
+    res = subprocess.run(
+        [sys.executable, "-c", "from lightnode.cli import main; main()", "simulate",
+         "tamper_in_transit", "--firmware", "9", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "firmware" in res.stdout and "C37.118" in res.stdout, res.stdout
 
 
 def test_an_expectation_that_fails_gives_a_non_zero_exit(tmp_path):
