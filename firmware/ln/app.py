@@ -470,6 +470,14 @@ class App:
         self._ack_ev.set()
 
     def on_reject(self, key, reason):
+        if key not in self.set_aside and reason not in (ack.NR_UNKNOWN_DEVICE,
+                                                        ack.NR_REVOKED_DEVICE,
+                                                        ack.NR_QUARANTINED_DEVICE):
+            # our signed word that we keep it and never send it again: the node's acks may
+            # then pass it, and free it into the ring (docs/acks.md); once a boot. Not when
+            # the node refuses the device itself: the event would be refused too, and so on
+            self._event(wire.EV_SET_ASIDE, wire.SEV_WARNING, None, key,
+                        ack.NACK_REASONS.index(reason), self.clock.now_us())
         self.set_aside[key] = reason
         self.log("record %s set aside: %s" % (key, reason))
 
@@ -494,8 +502,12 @@ class App:
                 self.log("NACK refused: %s" % e)
                 continue
             self.stats["nacks"] += 1
-            if n.seq is not None:
+            # only for our record's own bytes: the node NACKs a topic mismatch before any
+            # signature check, so a stranger's bytes under our seq must not set ours aside
+            r = self.journal.record_for(n.seq) if n.seq is not None else None
+            if r is not None and r[1] == n.tx_id:
                 self.client.reject(n.seq, n.reason)
+            r = None
 
     async def acker(self):
         while self._running or self.acks:
