@@ -10,6 +10,8 @@ in the ledger under its device and sequence number:
 - ``committed``: the ledger holds the same transaction (same id) there;
 - ``pending``: not freed yet and not (yet) on the ledger: still to be sent;
 - ``missing``: freed by an ack, yet the ledger has nothing there (an error);
+- ``set-aside``: freed, not on the ledger, and the device's own committed
+  ``EV_SET_ASIDE`` event names it (the node NACKed it; ``reason`` says why);
 - ``different``: the ledger holds another transaction there (an error: a fork);
 - ``corrupt``: the record's bytes are not the transaction its id names (an error).
 
@@ -40,7 +42,7 @@ from lightnode.errors import LightnodeError
 from lightnode.firmware.ln import journal as fmt
 from lightnode.firmware.ln import keystore
 
-STATUSES = ("committed", "pending", "missing", "different", "corrupt")
+STATUSES = ("committed", "pending", "set-aside", "missing", "different", "corrupt")
 BAD = ("missing", "different", "corrupt")
 JOURNAL_PATH = "%s/%s" % (keystore.DIR, "journal")  # where the firmware keeps it (firmware/main.py)
 
@@ -63,6 +65,7 @@ class Record:
     kind: int | None = None
     device: bytes | None = None
     segment: str | None = None
+    reason: str | None = None  # set aside: the NACK's reason, as the device's event names it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,7 @@ class Record:
             "kind": self.kind,
             "status": self.status,
             "ledger_tx_id": None if self.ledger_tx_id is None else self.ledger_tx_id.hex(),
+            "reason": self.reason,
         }
 
 
@@ -237,6 +241,7 @@ class Report:
 def check(snap: Snapshot, store: Any) -> Report:
     """Give each record its status against ``store`` (a ``lightnode.ledger.store.Store``)."""
     device = segment = None
+    aside: dict[int, str] | None = None
     for r in snap.records:
         if not _decode(r):
             r.status = "corrupt"
@@ -248,8 +253,13 @@ def check(snap: Snapshot, store: Any) -> Report:
             continue
         e = store.entry_by_seq("seg:%s" % r.segment, r.device, r.seq)
         r.ledger_tx_id = None if e is None else e.tx_id
-        if e is None:
-            r.status = "missing" if r.freed else "pending"
+        if e is None and r.freed:
+            if aside is None:
+                aside = set_aside(store, r.device, r.segment)
+            r.reason = aside.get(r.seq)
+            r.status = "missing" if r.reason is None else "set-aside"
+        elif e is None:
+            r.status = "pending"
         elif e.tx_id == r.tx_id:
             r.status = "committed"
         else:
@@ -291,9 +301,10 @@ def _print(report: Report) -> None:
         extra = ""
         if r.status == "different" and r.ledger_tx_id is not None:
             extra = "  ledger %s" % r.ledger_tx_id.hex()[:16]
+        label = "set aside (%s)" % r.reason if r.status == "set-aside" else r.status
         click.echo("  %8d  %-7s %-5s %-9s %s%s" % (
             r.seq, "ring" if r.freed else "pending", r.kind if r.kind is not None else "-",
-            r.status, r.tx_id.hex()[:16], extra))
+            label, r.tx_id.hex()[:16], extra))
     c = report.counts()
     click.echo("%d records: %s" % (len(report.records), ", ".join(
         "%d %s" % (c[k], k) for k in STATUSES if c.get(k))) if report.records else "no records")
@@ -341,3 +352,26 @@ def dump(directory: str | None, port: str | None, store_url: str, as_json: bool)
 def ledger_tx_ids(store: Any, device: bytes, segment: str) -> dict[int, bytes]:
     """seq -> tx id of everything the ledger holds for the device (for tests and tools)."""
     return {e.seq: e.tx_id for e in store.entries(chain="seg:%s" % segment, device=device)}
+
+
+def set_aside(store: Any, device: bytes | None, segment: str | None) -> dict[int, str]:
+    """seq -> NACK reason of every record the device's committed EV_SET_ASIDE events name."""
+    from lightnode import wire
+    from lightnode.firmware.ln import ack
+    from lightnode.firmware.ln import wire as spec
+
+    out: dict[int, str] = {}
+    if device is None:
+        return out
+    for e in store.entries(chain="seg:%s" % segment, device=device, kind=spec.KIND_EVENT):
+        try:
+            body = wire.decode(e.data).body
+        except LightnodeError:
+            continue
+        if type(body) is not dict or body.get(spec.E_TYPE) != spec.EV_SET_ASIDE:
+            continue
+        seq, why = body.get(spec.E_VALUE), body.get(spec.E_LIMIT)
+        if type(seq) is int and 0 <= seq < (e.seq or 0):
+            ok = type(why) is int and 0 <= why < len(ack.NACK_REASONS)
+            out[seq] = ack.NACK_REASONS[why] if ok else "reason %r" % (why,)
+    return out
