@@ -194,7 +194,7 @@ def main() -> None:
     readings_per_tx = sum(w["frames"] * len(series[3]) for series in body)
     best: dict[str, Any] | None = None
     runs = []
-    for n in [int(x) for x in a.sizes.split(",")]:
+    for n in [int(x) for x in a.sizes.split(",") if x]:
         r = measure(n, a.seconds, body, readings_per_tx, a.block_entries)
         runs.append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
