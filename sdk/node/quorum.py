@@ -465,8 +465,9 @@ class Producer:
     def reack(self, device_id: bytes, seq: int) -> bool:
         """Ack again a redelivered transaction already in a final block; False if its block is not final yet.
 
-        The device's newest ack again, same bytes, if it covers ``seq`` or
-        nothing newer may be acked; else a new ack as far as the watermark.
+        Only an ack that covers ``seq`` (the device holds it, so it holds the
+        acked record too): the device's newest ack again, same bytes, if it
+        does; else a new ack as far as the watermark.
         """
         with self.lock:
             e = self.store.entry_by_seq(self.chain, device_id, seq)
@@ -477,7 +478,12 @@ class Producer:
                 return False
             held = self._acks.get(device_id)
             through, end = self._through(device_id, b.size)
-            if held is not None and held[0] >= min(seq, through):
+            if seq > through:
+                # no ack may cover it yet; one below it may name a record the device has freed
+                # since (it resends what lies past a hole after every new session), which it
+                # would count as a bad ack
+                return False
+            if held is not None and held[0] >= seq:
                 self.transport.publish(
                     spec.TOPIC_ACK % (self.segment, device_id.hex()), held[1], qos=1
                 )
