@@ -36,11 +36,7 @@ PRODUCER = "node-a"
 WITNESSES = ("node-b", "node-c")
 ROLES = ("checkpoint", "ack")
 BLOCK_AGE_MS = 500  # blocks cut twice a second: acks within about a second at a light load
-# At most this many entries a block: a witness reads a block message with the transaction
-# decoder's 16 KiB limit (lightnode.node.quorum.decode_block_message), so a block of more
-# than three 5 s PMU windows (about 4 KB each) is refused and never final. Until the block
-# message has a limit of its own, blocks stay under it.
-BLOCK_ENTRIES = 3
+BLOCK_ENTRIES = 1024  # a block message is chunked (quorum.CHUNK_BYTES): no smaller cap needed
 ADMIN = "admin"
 
 
