@@ -142,15 +142,18 @@ def test_broker_killed_and_an_outage_lose_nothing_and_show_in_heartbeats(tmp_pat
     def during(a, b):
         return [body for t, body in hbs if a * 1e6 <= t <= b * 1e6]
 
-    # the broker's death: the link is down in the heartbeats signed meanwhile
-    assert any(b[wire.HB_LINK] != wire.LINK_UP for b in during(down_from + 0.5, down_until)), \
-        during(down_from, down_until + 1)
+    # the broker's death: the link is down in the heartbeats signed meanwhile; offline with
+    # records unsent the board signs one, then one per 10 min (the journal's offline budget)
+    down = [b for b in during(down_from, down_until + 1) if b[wire.HB_LINK] != wire.LINK_UP]
+    assert len(down) == 1, during(down_from, down_until + 1)
     # the outage: the journal fills up (nothing is acked), and empties after
     dark = during(dark_from, dark_until)
-    assert len(dark) >= OUTAGE_S // 2, len(dark)
+    assert len(dark) >= min(OUTAGE_S, 40) // 2, len(dark)  # past 45 s the board sees it: spaced
     depths = [b[wire.HB_JOURNAL] for b in dark]
     assert depths[-1] >= OUTAGE_S // 2 and depths[-1] > depths[0], depths
-    normal = [b[wire.HB_JOURNAL] for b in during(dark_from - 6, dark_from - 1)]
+    # normal: before the broker's death (after it, records it lost wait for the board's resend,
+    # up to 20 s when the node resubscribed after the board's republish)
+    normal = [b[wire.HB_JOURNAL] for b in during(down_from - 4, down_from - 0.5)]
     assert max(normal) < depths[-1] // 2, (normal, depths)
     after = [b[wire.HB_JOURNAL] for b in during(dark_until + 3, time.time() + 60)]
     assert after and min(after) < depths[-1] // 2, (after, depths)

@@ -60,6 +60,7 @@ WIDEN_AT = 80  # from here WIDEN_WINDOWS decimated windows share one transaction
 WIDEN_WINDOWS = 12  # (a minute at a Pico W's 5 s window; held in RAM until signed)
 EVENT_ROOM = 10  # the quota's last part is for events only: routine records stop short of it
 TX_OVERHEAD = 320  # bytes a transaction adds to its body on flash, at most (record header, COSE)
+OFFLINE_HB_MS = 600000  # link down, records unsent: one heartbeat in 10 min (the offline budget)
 
 # C37.118 STAT bits
 _STAT_ERROR = 0xC000  # data error: anything but 00 is not good data
@@ -120,6 +121,7 @@ class App:
         self._freed_seen = 0  # stats["freed"] when acks last moved
         self._progress_us = 0
         self._agg = []  # decimated windows (encoded series) waiting to share a transaction
+        self._hb_off = None  # ticks_ms of the last heartbeat signed while offline
         # app.json may set it (tests: a widened transaction sooner)
         self.widen_windows = int(plan.get("app", {}).get("widen_windows", WIDEN_WINDOWS))
         self.stats = {"readings": 0, "events": 0, "heartbeats": 0, "frames": 0, "freed": 0,
@@ -423,6 +425,17 @@ class App:
             self.stats[key] = used
 
     def heartbeat(self):
+        # offline, each heartbeat only eats the journal: the first says the link is down, then
+        # one per OFFLINE_HB_MS; the first after the link is back says how deep the journal got
+        import time  # ms ticks: 10 min is past the us ticks' half period on rp2 and esp32
+
+        now = time.ticks_ms()
+        if self.client.connected or not self.journal.pending_bytes():
+            self._hb_off = None
+        elif self._hb_off is not None and time.ticks_diff(now, self._hb_off) < OFFLINE_HB_MS:
+            return
+        else:
+            self._hb_off = now
         free = gc.mem_free()
         mf = self.stats["min_free_heap"]
         if mf is None or free < mf:
