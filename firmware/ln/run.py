@@ -248,6 +248,9 @@ def main(seconds=None, window_s=None):
         slot = __import__("ln.run").run
         return slot.start(mode, cause, wdt, seconds, window_s)
     except Exception as e:  # KeyboardInterrupt and SystemExit are not crashes
+        pe = getattr(sys, "print_exception", None)
+        if pe is not None:
+            pe(e)  # shown even when the crash log cannot be written (out of heap)
         boot.record_crash(e, root)
         raise
 
