@@ -10,8 +10,10 @@ def main() -> None:
     """lightnode: signed, journaled readings from grid devices, and the tools to check them.
 
     Light nodes read PMUs, relays and meters, sign what they read as compact
-    COSE transactions and upload them over MQTT. These commands run a
-    simulated light node and inspect or verify what light nodes signed.
+    COSE transactions and upload them over MQTT; full nodes commit them to
+    chains an investigator can verify offline. These commands simulate a
+    substation with its attacks, run and flash the firmware, run full nodes,
+    and inspect, audit and export what light nodes signed.
     """
 
 
