@@ -323,6 +323,25 @@ def test_a_clock_behind_is_flagged_and_a_backlog_after_an_outage_is_not():
     assert an.stats["backlog_excused"] >= 30
 
 
+def test_a_backlog_of_windows_each_with_its_heartbeat_is_not_flagged():
+    # a window and its heartbeat share one device instant; after a 2-minute outage the first of
+    # the backlog and its heartbeat arrive together, then the rest of the backlog
+    outage = Pmu(12, 0)
+    an = Analyzer(SEGMENT)
+    out = []
+    for k in range(60):
+        t = T0 + k * 5_000_000
+        arrival = t + (int((180 - k * 5) * 1e6) + k * 1000 if 60 <= k * 5 < 180 else 200_000)
+        for kind, body in ((spec.KIND_HEARTBEAT, {0: "1.0", 1: 1, 2: 0, 3: 2, 4: 1, 5: 0}),) * 2:
+            data, tx_id = outage.signer.make(outage.seq, outage.prev, (t, spec.TQ_NTP, 1000), kind, body)
+            outage.seq, outage.prev = outage.seq + 1, tx_id
+            out.append((arrival, data))
+            arrival += 1000
+    flags = feed(an, sorted(out, key=lambda x: x[0]))
+    assert not [f for f in flags if f.kind == FLAG_CLOCK_BRACKET], [f.detail for f in flags]
+    assert an.stats["backlog_excused"] >= 20
+
+
 # -- operator hours --------------------------------------------------------------------------
 
 

@@ -93,9 +93,11 @@ OPERATOR_CHAIN = "operator"
 DEFAULT_HOURS = (6 * 60, 22 * 60)  # minutes of the day: 06:00 to 22:00
 _BAD_SAMPLE = spec.Q_INVALID | spec.Q_TIME_UNLOCKED  # samples whose angle or time the PMU disowns
 _NO_BOUND = 1 << 63  # an uncertainty this large says "unknown" (the wire's 2**64 - 1)
+_SAME_INSTANT_US = 100_000  # transactions closer than this in device time: one instant
 
 
 @dataclass
+
 class AnalysisConfig:
     """Thresholds of the analysis (docs/time.md, "What the full node flags", gives the reasons)."""
 
@@ -485,7 +487,10 @@ class Analyzer:
             and t > prev_t
             and (t - prev_t) - (received - prev_r) >= (t - prev_t) // 2
         )
-        if dev.suspect is not None:
+        # two transactions of one instant (a window and its heartbeat) say nothing of a trend:
+        # a held suspicion waits for a transaction of a later instant
+        same_instant = prev_t is not None and abs(t - prev_t) < _SAME_INSTANT_US
+        if dev.suspect is not None and not same_instant:
             s, dev.suspect = dev.suspect, None
             if catching_up:
                 self.stats["backlog_excused"] += 1
@@ -507,7 +512,7 @@ class Analyzer:
                 self._raise(out, f, now)
             elif catching_up:
                 self.stats["backlog_excused"] += 1
-            else:
+            elif dev.suspect is None:
                 dev.suspect, dev.suspect_at = f, now  # a backlog's first, or a clock behind: wait
                 self._suspects.add(tx.device_id)
 
