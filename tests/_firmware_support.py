@@ -56,9 +56,12 @@ _MACHINE_PRELUDE = (
     "sys.path.pop(0)\n"
     "del sim_machine, sim_network, _f\n"
 )
-# The firmware passes its whole-run tests at this heap today; the pico_w
-# budget (128 KB) once the heap work lands. LIGHTNODE_FW_HEAP overrides.
-DEFAULT_HEAP_KB = 320
+# The pico_w budget (128 KB) is not met yet on this 64-bit port: the whole
+# firmware needs 150 KB with a 10 frames/s PMU (tests/test_firmware_run.py)
+# and 196 KB at 50 frames/s in a 5 s window (bench/firmware.py), more with the
+# machine/network stand-ins loaded. The rig runs above both.
+# LIGHTNODE_FW_HEAP overrides.
+DEFAULT_HEAP_KB = 256
 ADMIN_SEED = b"\xad" * 32
 FULL = os.environ.get("LIGHTNODE_PROFILE") == "full"
 

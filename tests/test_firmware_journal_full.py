@@ -120,5 +120,7 @@ def test_journal_full_decimates_routine_readings_keeps_every_event_and_loses_not
     print("journal full: %.0f s dark; full-rate window %d bytes; decimated window %s bytes; "
           "%d decimated windows in one transaction %s bytes"
           % (dark_s, per_window, max(one) if one else "-", WIDEN, max(wide)))
-    assert not one or max(one) < per_window // 4, (one, per_window)
-    assert max(wide) < WIDEN * (max(one) if one else per_window // 4), wide
+    # min/max/mean of a window is three samples a point: at this test's 50 samples a window it
+    # is under half a full-rate window (at a Pico W's 250, about a tenth: bench/firmware.py)
+    assert not one or max(one) < per_window // 2, (one, per_window)
+    assert max(wide) < WIDEN * (max(one) if one else per_window // 2), wide
