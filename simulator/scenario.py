@@ -330,7 +330,8 @@ def path_of(name: str) -> Path:
 def load(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name, or a scenario file by path; ScenarioError if it is not usable."""
     p = Path(name_or_path)
-    if p.suffix != ".toml" and not p.exists():
+    # a shipped name wins over a folder of that name here (a run's output folder often is one)
+    if p.suffix != ".toml" and not p.is_file():
         if str(name_or_path) not in names():
             raise ScenarioError(str(name_or_path), "", "no such scenario; shipped: %s" % ", ".join(names()))
         p = path_of(str(name_or_path))

@@ -205,3 +205,10 @@ def _toml(data):
         for k, v in item.items():
             out.append("%s = %s" % (k, val(v)))
     return "\n".join(out) + "\n"
+
+
+def test_a_shipped_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    # `lightnode simulate storm --out storm`, then `lightnode simulate storm` again in that place
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "storm").mkdir()
+    assert scenario.load("storm").name == "storm"
