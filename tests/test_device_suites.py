@@ -7,6 +7,7 @@ raise it with ``HEAP_KB = n`` for data-heavy vector files), and inside the
 """
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ HERE = Path(__file__).resolve().parent
 DEVICE = HERE / "device"
 DATA = HERE / "data"
 MODULES = sorted(p for p in DEVICE.glob("test_*.py"))
+NODEWIRE = HERE.parent / "sdk" / "nodewire.py"
+
+
+@pytest.fixture(scope="session")
+def node_wire(tmp_path_factory):
+    """A folder holding only the SDK's nodewire.py: device tests build node-only objects with
+    its facts, which the board's own image leaves out."""
+    d = tmp_path_factory.mktemp("nodewire")
+    shutil.copy(NODEWIRE, d / "nodewire.py")
+    return d
 
 
 def _settings(path):
@@ -53,15 +64,15 @@ def _report(run, path):
 
 
 @pytest.mark.parametrize("path,port,settings", list(_cases()))
-def test_device_module(path, port, settings):
+def test_device_module(path, port, settings, node_wire):
     if port == "unix":
         _require(mp.find_micropython)
-        run = mp.run_unix(DEVICE / "_mprun.py", paths=(DEVICE,), args=(path.stem,),
+        run = mp.run_unix(DEVICE / "_mprun.py", paths=(DEVICE, node_wire), args=(path.stem,),
                           heap=settings["HEAP_KB"], cwd=DEVICE)
     else:
         _require(mp.wasm_dir)
         _require(mp.find_node)
-        run = mp.run_wasm(DEVICE / "_mprun.py", paths=(DEVICE,), args=(path.stem,),
+        run = mp.run_wasm(DEVICE / "_mprun.py", paths=(DEVICE, node_wire), args=(path.stem,),
                           heap=settings["HEAP_KB"] or 1024, timeout=settings["WASM_TIMEOUT"],
                           data=DATA)
     _report(run, path)

@@ -6,6 +6,11 @@ import _vectors
 from ln import cbor, cose, ed25519, txn, wire
 from ln.errors import CBORError, CoseError, WireError
 
+try:
+    from lightnode import nodewire  # CPython: the SDK's node-only wire facts
+except ImportError:
+    import nodewire  # MicroPython: tests/test_device_suites.py puts a copy on the path
+
 PORTS = ("unix", "wasm")
 
 
@@ -104,7 +109,7 @@ def test_ed448_refused():
     assert _reason(cose.verify1, one, ed448_key) == wire.R_ALG
     # alg -53 (Ed448, RFC 9864) in the protected header
     key = _key()
-    data = cose.sign1({wire.H_ALG: wire.ALG_ED448}, {}, CONTENT, key)
+    data = cose.sign1({wire.H_ALG: nodewire.ALG_ED448}, {}, CONTENT, key)
     assert _reason(cose.verify1, data, key.public) == wire.R_ALG
 
 
@@ -266,7 +271,7 @@ def test_transaction_unprotected_header_used():
     # a relay adds the kid to the unprotected header of a signed transaction
     key = _key()
     kid = b"\x01\x02"
-    data, _ = txn.make(key, kid, "feeder-7", 1, bytes(32), (1, 1, 1), wire.KIND_SUMMARY, {})
+    data, _ = txn.make(key, kid, "feeder-7", 1, bytes(32), (1, 1, 1), nodewire.KIND_SUMMARY, {})
     top = cbor.loads(data, tag_depth=1)
     top[0].value[1] = {wire.H_KID: kid}
     bad = cbor.dumps(top)

@@ -7,6 +7,11 @@ import _vectors
 from ln import cbor, cose, ed25519, readings, txn, wire
 from ln.errors import CBORError, CoseError, TxError, WireError
 
+try:
+    from lightnode import nodewire  # CPython: the SDK's node-only wire facts
+except ImportError:
+    import nodewire  # MicroPython: tests/test_device_suites.py puts a copy on the path
+
 PORTS = ("unix", "wasm")
 # The limit tests hold 16 KB transactions and their parts at once; the
 # device makes windows of about 4 KB (see the demo at the board's budget).
@@ -110,10 +115,10 @@ def test_make_every_kind():
     key = _key()
     bodies = {
         wire.KIND_EVENT: {0: 7, 1: 3, 2: None, 3: -5, 5: TIME[0]},
-        wire.KIND_OPERATOR: {"who": "op"},
+        nodewire.KIND_OPERATOR: {"who": "op"},
         wire.KIND_HEARTBEAT: {0: "0.1.0", 1: 50000, 2: 3, 3: 1, 4: 1, 5: 0},
-        wire.KIND_REGISTRATION: {},
-        wire.KIND_SUMMARY: {0: [1, 2]},
+        nodewire.KIND_REGISTRATION: {},
+        nodewire.KIND_SUMMARY: {0: [1, 2]},
     }
     for kind, body in bodies.items():
         data, _ = txn.make(key, KID, "feeder-7", kind, PREV, TIME, kind, body)
@@ -173,7 +178,7 @@ def test_make_refuses_what_the_spec_cannot_carry():
 def test_size_limit():
     key = _key()
     # a summary body of one byte string, sized to land on the limit exactly
-    data, _ = txn.make(key, KID, "s", 0, PREV, TIME, wire.KIND_SUMMARY, {0: b""})
+    data, _ = txn.make(key, KID, "s", 0, PREV, TIME, nodewire.KIND_SUMMARY, {0: b""})
     room = wire.MAX_TX_BYTES - len(data)
     # the string's head grows from 1 to 3 bytes, the payload bstr's from 2 to 3
     fill = room - 3
@@ -181,10 +186,10 @@ def test_size_limit():
     # needs a free 16 KB run: on the 64-bit unix port the heap is too
     # fragmented for several alive at once, hence the dels.
     _raises(
-        ValueError, txn.make, key, KID, "s", 0, PREV, TIME, wire.KIND_SUMMARY, {0: bytes(fill + 1)}
+        ValueError, txn.make, key, KID, "s", 0, PREV, TIME, nodewire.KIND_SUMMARY, {0: bytes(fill + 1)}
     )
     gc.collect()
-    data, _ = txn.make(key, KID, "s", 0, PREV, TIME, wire.KIND_SUMMARY, {0: bytes(fill)})
+    data, _ = txn.make(key, KID, "s", 0, PREV, TIME, nodewire.KIND_SUMMARY, {0: bytes(fill)})
     assert len(data) == wire.MAX_TX_BYTES
     tx = txn.check(data, key.public)
     assert len(tx.body[0]) == fill
@@ -236,7 +241,7 @@ def test_refusal_reasons():
         (_build(tag=998), wire.R_TAG),
         (_build(tag=None), wire.R_TAG),
         # alg, then the protected header's exact labels
-        (_build(protected=hdr(_1=wire.ALG_ED448)), wire.R_ALG),
+        (_build(protected=hdr(_1=nodewire.ALG_ED448)), wire.R_ALG),
         (_build(protected=hdr(_1=-7)), wire.R_ALG),
         (_build(protected=hdr(_1="EdDSA")), wire.R_ALG),
         (_build(protected=hdr(_1=_DROP)), wire.R_PROTECTED),
