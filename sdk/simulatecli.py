@@ -41,6 +41,9 @@ def _firmware(value: str | None) -> int | str | None:
               help="Light nodes: the scenario's first N, or more PMUs on the same grid.")
 @click.option("--firmware", "firmware", metavar="N|all",
               help="Run N (or all) light nodes as the real firmware in the MicroPython unix port.")
+@click.option("--firmware-heap", type=int, metavar="KB",
+              help="Heap of the firmware light nodes instead of their board's budget (the "
+                   "firmware needs about 150-200 KB on the 64-bit unix port today: docs/simulator.md).")
 @click.option("--broker", metavar="URL",
               help="mqtt://host:port of a broker to use (default: amqtt embedded, loopback).")
 @click.option("--store", metavar="URL",
@@ -52,7 +55,7 @@ def _firmware(value: str | None) -> int | str | None:
               help="full: the scenario's own length; ci: shortened to 20 s unless --duration.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def simulate(scenario: str, duration: float | None, nodes: int | None, firmware: str | None,
-             broker: str | None, store: str | None, out: str | None, profile: str,
+             firmware_heap: int | None, broker: str | None, store: str | None, out: str | None, profile: str,
              as_json: bool) -> None:
     """Run SCENARIO (default: substation): light nodes, full nodes, attacks; then the report.
 
@@ -65,7 +68,7 @@ def simulate(scenario: str, duration: float | None, nodes: int | None, firmware:
 
     console = Console(stderr=as_json)
     opts = Options(scenario=scenario, duration_s=duration, nodes=nodes,
-                   firmware=_firmware(firmware), broker=broker, store=store, out=out,
+                   firmware=_firmware(firmware), firmware_heap_kb=firmware_heap, broker=broker, store=store, out=out,
                    profile=profile, json=as_json)
     try:
         record = run(opts, console)

@@ -78,6 +78,7 @@ class Options:
     duration_s: float | None = None
     nodes: int | None = None
     firmware: int | str | None = None
+    firmware_heap_kb: int | None = None  # None: each firmware board's own heap budget
     broker: str | None = None
     store: str | None = None
     out: str | None = None
@@ -279,7 +280,8 @@ class Runner:
         for i, ln in enumerate(specs):
             dev = self.devices.get(ln.device)
             if ln.name in fw:
-                fwn = FirmwareNode(ln.name, ln.board, dev, self.out / "boards" / ln.name)
+                fwn = FirmwareNode(ln.name, ln.board, dev, self.out / "boards" / ln.name,
+                                   self.opts.firmware_heap_kb)
                 self.firmware_nodes.append(fwn)
                 self.nodes_by_device.setdefault(ln.device, fwn)
                 continue
@@ -686,8 +688,10 @@ class FirmwareNode:
     drives over C37.118, and prints its counters at the end.
     """
 
-    def __init__(self, name: str, board: str, device: Any, root: Path) -> None:
+    def __init__(self, name: str, board: str, device: Any, root: Path,
+                 heap_kb: int | None = None) -> None:
         self.name, self.board, self.device, self.root = name, board, device, root
+        self.heap_kb = heap_kb
         self.device_id = b""
         self.proc: Any = None
         self.stats: dict[str, Any] = {}
@@ -725,7 +729,8 @@ class FirmwareNode:
         self.log = open(self.root.parent / ("%s.log" % self.name), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from lightnode.cli import main; main()", "firmware", "run",
-             "--board", "unix", str(self.root), "--seconds", "%g" % seconds, "--json"],
+             "--board", "unix", str(self.root), "--seconds", "%g" % seconds, "--json"]
+            + (["--heap", str(self.heap_kb)] if self.heap_kb else []),
             stdout=subprocess.PIPE, stderr=self.log)
 
     def wait(self, timeout: float = 120.0) -> None:

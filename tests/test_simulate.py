@@ -119,6 +119,29 @@ def test_a_light_node_of_the_real_firmware_takes_part(tmp_path):
     assert record["totals"]["lost"] == 0 and record["ok"], record["expectations"]
 
 
+def test_firmware_heap_lets_a_pico_w_firmware_node_take_part(tmp_path):
+    """``--firmware 1 --firmware-heap 256`` on the default scenario, as docs/simulator.md says:
+    the Pico W's own budget is not enough for the firmware yet."""
+    from lightnode import micropython as mp
+    from lightnode.errors import HarnessError
+
+    try:
+        mp.find_micropython()
+    except HarnessError as e:
+        pytest.skip(str(e))
+    with mosquitto(tmp_path) as port:
+        res = subprocess.run(
+            [sys.executable, "-c", "from lightnode.cli import main; main()", "simulate",
+             "--duration", "15", "--firmware", "1", "--firmware-heap", "256", "--broker",
+             "mqtt://127.0.0.1:%d" % port, "--out", str(tmp_path / "run"), "--json"],
+            capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    record = json.loads(res.stdout)
+    (fw,) = [n for n in record["light_nodes"] if n["firmware"]]
+    assert fw["board"] == "pico_w" and fw["tx_signed"] >= 2 and fw["lost"] == 0, fw
+    assert fw["tx_committed"] == fw["tx_signed"], fw
+
+
 def test_firmware_is_refused_where_it_cannot_take_part(tmp_path):
     """The firmware reads PMUs: more firmware nodes than a scenario's free PMU nodes is refused."""
     res = subprocess.run(
