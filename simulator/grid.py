@@ -142,7 +142,12 @@ class GridSpec:
     @staticmethod
     def small(nominal_hz: float = 50.0) -> GridSpec:
         """Three 132 kV substations in a triangle, a generator, two loads on feeders."""
-        return GridSpec.from_dict({
+        return GridSpec.from_dict(GridSpec.small_dict(nominal_hz))
+
+    @staticmethod
+    def small_dict(nominal_hz: float = 50.0) -> dict[str, Any]:
+        """``small()`` as the data a scenario's [grid] table gives (a fresh copy each call)."""
+        return {
             "nominal_hz": nominal_hz,
             "bus": [{"name": "north", "slack": True}, {"name": "south"}, {"name": "east"}],
             "line": [{"name": "north-south", "from": "north", "to": "south", "x_pu": 0.08},
@@ -153,7 +158,7 @@ class GridSpec:
             "feeder": [{"name": "f-city", "bus": "south", "load": "city", "pickup_a": 2000},
                        {"name": "f-town", "bus": "east", "load": "town", "pickup_a": 600}],
             "ufls": [{"hz": 49.0, "shed": 0.05}, {"hz": 48.8, "shed": 0.05}],
-        })
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any], where: str = "grid") -> GridSpec:

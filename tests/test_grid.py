@@ -184,14 +184,4 @@ def test_property_state_depends_only_on_time_not_on_when_asked(seed, times):
 
 
 def _small_dict():
-    return {
-        "bus": [{"name": "north", "slack": True}, {"name": "south"}, {"name": "east"}],
-        "line": [{"name": "north-south", "from": "north", "to": "south", "x_pu": 0.08},
-                 {"name": "south-east", "from": "south", "to": "east", "x_pu": 0.06},
-                 {"name": "north-east", "from": "north", "to": "east", "x_pu": 0.1}],
-        "gen": [{"name": "east-gen", "bus": "east", "mw": 120}],
-        "load": [{"name": "city", "bus": "south", "mw": 180}, {"name": "town", "bus": "east", "mw": 60}],
-        "feeder": [{"name": "f-city", "bus": "south", "load": "city", "pickup_a": 2000},
-                   {"name": "f-town", "bus": "east", "load": "town", "pickup_a": 600}],
-        "ufls": [{"hz": 49.0, "shed": 0.05}, {"hz": 48.8, "shed": 0.05}],
-    }
+    return GridSpec.small_dict()
