@@ -16,8 +16,7 @@ from pathlib import Path
 
 import click
 from lightnode import boards
-
-PROFILES = ("ci", "full")
+from lightnode.simulatecli import run_options
 
 
 @click.command("hil")
@@ -35,8 +34,7 @@ PROFILES = ("ci", "full")
               type=click.Choice([n for n in boards.names() if n != "unix"]),
               help="With --board unix: the board whose heap budget and window it runs at.")
 @click.option("--heap", type=int, metavar="KB", help="With --board unix: this heap instead of the budget.")
-@click.option("--duration", type=float, metavar="S",
-              help="Shorten the scenario to S seconds (events and attacks scaled to fit).")
+@run_options
 @click.option("--broker", metavar="URL",
               help="mqtt://host:port of a broker the board and the full nodes use (default: amqtt "
                    "in this process on --broker-listen).")
@@ -45,9 +43,6 @@ PROFILES = ("ci", "full")
                    "there; default 127.0.0.1, enough for --board unix).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="The run's folder (default ./lightnode-runs/hil-<scenario>-<UTC time>/).")
-@click.option("--profile", type=click.Choice(PROFILES), default="full", show_default=True,
-              help="full: the scenario's own length; ci: shortened to 20 s unless --duration.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def hil(scenario: str, board: str, port: str | None, device_port: str | None, light_node: str | None,
         stands_in_for: str, heap: int | None, duration: float | None, broker: str | None,
         broker_listen: str | None, out: str | None, profile: str, as_json: bool) -> None:

@@ -13,10 +13,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 PROFILES = ("ci", "full")
+
+
+def run_options(f: Any) -> Any:
+    """The options every scenario run takes (``simulate`` and ``hil``): length, profile, JSON."""
+    f = click.option("--json", "as_json", is_flag=True,
+                     help="Print the run record as JSON on stdout.")(f)
+    f = click.option("--profile", type=click.Choice(PROFILES), default="full", show_default=True,
+                     help="full: the scenario's own length; ci: shortened to 20 s unless --duration.")(f)
+    return click.option("--duration", type=float, metavar="S",
+                        help="Shorten the scenario to S seconds (events and attacks scaled to fit).")(f)
 
 
 def _firmware(value: str | None) -> int | str | None:
@@ -35,8 +46,7 @@ def _firmware(value: str | None) -> int | str | None:
 
 @click.command("simulate")
 @click.argument("scenario", default="substation")
-@click.option("--duration", type=float, metavar="S",
-              help="Shorten the scenario to S seconds (events and attacks scaled to fit).")
+@run_options
 @click.option("--nodes", type=int, metavar="N",
               help="Light nodes: the scenario's first N, or more PMUs on the same grid.")
 @click.option("--firmware", "firmware", metavar="N|all",
@@ -51,9 +61,6 @@ def _firmware(value: str | None) -> int | str | None:
                    "their own beside it; default: SQLite files in the run's folder).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="The run's folder (default ./lightnode-runs/<scenario>-<UTC time>/).")
-@click.option("--profile", type=click.Choice(PROFILES), default="full", show_default=True,
-              help="full: the scenario's own length; ci: shortened to 20 s unless --duration.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def simulate(scenario: str, duration: float | None, nodes: int | None, firmware: str | None,
              firmware_heap: int | None, broker: str | None, store: str | None, out: str | None, profile: str,
              as_json: bool) -> None:
